@@ -1,0 +1,1 @@
+"""Where tokens come from: OpenAI-compatible HTTP upstreams and the in-process engine."""

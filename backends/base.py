@@ -1,0 +1,137 @@
+"""The interface every source of tokens implements.
+
+A backend receives one OpenAI request body and answers with a :class:`BackendResponse`: either
+a complete body (non-streaming, or an upstream error to pass through) or a stream of SSE
+event payloads. Routing, failover and shadowing in ``proxy`` only ever see this interface, so
+an HTTP upstream (vLLM, SGLang, TGI, llama.cpp server) and the in-process engine are
+interchangeable.
+
+Exceptions (the only ones a backend may raise)::
+
+    BackendError
+    ├── BackendUnavailable        before the first byte: failover to the next variant is safe
+    │   ├── BackendConnectError   connection refused / DNS / reset while connecting
+    │   ├── BackendTimeout        no response headers within the read timeout
+    │   └── BackendServerError    the backend answered 5xx before any body byte
+    └── BackendStreamError        the stream broke after it started: too late to fail over
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+__all__ = [
+    "Backend",
+    "BackendConnectError",
+    "BackendError",
+    "BackendRequest",
+    "BackendResponse",
+    "BackendServerError",
+    "BackendStreamError",
+    "BackendTimeout",
+    "BackendUnavailable",
+    "Endpoint",
+    "ExecutionInfo",
+]
+
+Endpoint = Literal["chat", "completions"]
+
+
+class BackendError(Exception):
+    """Base of every error a backend raises."""
+
+
+class BackendUnavailable(BackendError):
+    """Nothing was received yet: another variant may serve this request instead."""
+
+
+class BackendConnectError(BackendUnavailable):
+    pass
+
+
+class BackendTimeout(BackendUnavailable):
+    pass
+
+
+class BackendServerError(BackendUnavailable):
+    def __init__(self, status: int, body: bytes = b"") -> None:
+        super().__init__(f"backend answered HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class BackendStreamError(BackendError):
+    """The stream broke part-way; what was already sent to the client stays sent."""
+
+
+@dataclass(slots=True)
+class BackendRequest:
+    """One call to a backend.
+
+    ``body`` is the client's parsed JSON body; a backend must not mutate it (shadow copies
+    share it) and substitutes its own served model name when it builds the upstream call.
+    ``headers`` holds the headers to propagate (W3C ``traceparent``, request id).
+    """
+
+    endpoint: Endpoint
+    body: Mapping[str, Any]
+    stream: bool
+    request_id: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class ExecutionInfo:
+    """What the backend learnt while serving: filled in as it goes, read when it is done."""
+
+    batch_size: int | None = None
+    """Requests decoded together with this one (the largest batch it was part of)."""
+    gpu_uuids: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class BackendResponse:
+    """A backend's answer.
+
+    For ``stream=True`` requests answered with status 200, ``events`` yields each SSE event's
+    ``data`` payload as bytes (the JSON chunk, and finally ``b"[DONE]"``); otherwise ``body``
+    holds the whole response body. ``status`` may be a 4xx that the proxy passes through.
+    """
+
+    status: int
+    body: bytes = b""
+    events: AsyncIterator[bytes] | None = None
+    content_type: str = "application/json"
+    info: ExecutionInfo = field(default_factory=ExecutionInfo)
+
+    async def aclose(self) -> None:
+        """Release the connection or batch slot behind ``events`` early (client went away)."""
+        events = self.events
+        if events is not None and hasattr(events, "aclose"):
+            await events.aclose()
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A source of completions for one variant."""
+
+    name: str
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        """Serve one request. Raises :class:`BackendUnavailable` before the first byte."""
+        ...
+
+    async def ready(self) -> bool:
+        """Cheap readiness check (no inference): is the backend reachable and loaded?"""
+        ...
+
+    async def start(self) -> None:
+        """Acquire resources (connection pools, model weights, child processes)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release everything acquired in :meth:`start`."""
+        ...

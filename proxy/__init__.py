@@ -1,0 +1,1 @@
+"""The OpenAI API surface: app, routing, shadowing, errors, config, CLI."""

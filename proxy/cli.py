@@ -1,0 +1,62 @@
+"""The ``quanttrap`` command: ``serve`` (the main job) and the offline tools."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from proxy.config import ConfigError, load_settings
+
+__all__ = ["build_parser", "main"]
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"quanttrap: {exc}", file=sys.stderr)
+        return 2
+    overrides = {}
+    if args.host is not None:
+        overrides["host"] = args.host
+    if args.port is not None:
+        overrides["port"] = args.port
+    if overrides:
+        settings = settings.model_copy(
+            update={"server": settings.server.model_copy(update=overrides)}
+        )
+    from proxy.server import serve
+
+    return serve(settings, source=args.config or "the embedded default (probe model)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="quanttrap",
+        description="OpenAI-compatible proxy that measures whether quantized variants of a "
+        "model are really cheaper and still trustworthy.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    serve = sub.add_parser(
+        "serve",
+        help="run the proxy (the main job)",
+        description="Serve the OpenAI-compatible API. With no --config, serve the embedded "
+        "default: the shipped probe model at fp32, int8 and nf4, in-process.",
+    )
+    serve.add_argument("--config", metavar="FILE", help="YAML config file (default: embedded)")
+    serve.add_argument("--host", help="address to listen on (default from config: 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default from config: 8000)")
+    serve.set_defaults(handler=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    code: int = args.handler(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

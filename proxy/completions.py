@@ -1,0 +1,396 @@
+"""Serving ``/v1/chat/completions`` and ``/v1/completions``: route, fail over, stream, record.
+
+One request's path: validate → pick the variant order → start shadow copies (background) →
+send to the first variant that answers (failover on refusal, timeout or 5xx before the first
+byte) → forward its answer (bytes as they arrive for streams) → build one
+:class:`~scoring.records.RequestRecord` and hand it to the record sinks (telemetry, scoring).
+
+Usage in streams: the upstream is always asked for it (``stream_options.include_usage``) so
+the record has token counts; the usage chunk is forwarded only to clients that asked for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from backends.base import (
+    Backend,
+    BackendError,
+    BackendRequest,
+    BackendResponse,
+    BackendStreamError,
+    BackendUnavailable,
+    Endpoint,
+)
+from proxy.config import ModelConfig, Settings
+from proxy.errors import APIError, error_body, from_backend_error
+from proxy.openai_format import Accumulator, parse_body, validate_request
+from proxy.routing import Router
+from proxy.shadow import PairSink, PendingPair, ShadowDispatcher
+from scoring.records import RequestRecord, Role
+
+__all__ = ["CompletionService", "RecordSink", "RequestMeta", "Send"]
+
+log = logging.getLogger("quanttrap.proxy")
+
+RecordSink = Callable[[RequestRecord], None]
+Send = Callable[[dict[str, Any]], Any]
+
+_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+_JSON = b"application/json"
+
+
+@dataclass(slots=True)
+class RequestMeta:
+    """What the app learnt from the HTTP request before the body was handled."""
+
+    request_id: str
+    started: float
+    """``time.perf_counter()`` when the request arrived."""
+    started_at: float
+    """Unix time when the request arrived."""
+    pinned: str | None = None
+    forward_headers: dict[str, str] | None = None
+    session_id: str | None = None
+    expected_answer: str | None = None
+    disconnected: bool = False
+    """Set by the app when the client hung up before the response ended."""
+    ending: bool = False
+    """Set just before the last body message: a hang-up after it needs no cancelling."""
+
+
+class CompletionService:
+    def __init__(
+        self,
+        settings: Settings,
+        backends: Mapping[tuple[str, str], Backend],
+        *,
+        record_sinks: Sequence[RecordSink] = (),
+        pair_sinks: Sequence[PairSink] = (),
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.backends = backends
+        self._record_sinks = list(record_sinks)
+        rng = rng or random.Random()
+        self._models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
+        self.routers = {m.name: Router(m, rng) for m in settings.models}
+        self._bits = {(m.name, v.name): v.bits for m in settings.models for v in m.variants}
+        self.shadows = {
+            m.name: ShadowDispatcher(m, self._shadow_runner(m), pair_sinks, rng)
+            for m in settings.models
+        }
+        self.failovers = 0
+
+    # -- the request ------------------------------------------------------------------------
+
+    async def handle(self, endpoint: Endpoint, body: Any, meta: RequestMeta, send: Send) -> None:
+        validate_request(endpoint, body)
+        model = self._models.get(body["model"])
+        if model is None:
+            raise APIError(
+                404,
+                f"The model `{body['model']}` does not exist or you do not have access to it.",
+                code="model_not_found",
+                param="model",
+            )
+        order = self.routers[model.name].order(meta.pinned)
+        stream = bool(body.get("stream"))
+        client_wants_usage = stream and bool(
+            (body.get("stream_options") or {}).get("include_usage")
+        )
+        upstream_body = _with_usage(body) if stream else body
+        request = BackendRequest(
+            endpoint, upstream_body, stream, meta.request_id, meta.forward_headers or {}
+        )
+        pending = self.shadows[model.name].maybe_launch(order[0], meta.request_id, request)
+        record: RequestRecord | None = None
+        try:
+            record = await self._serve(
+                model, order, request, meta, send, client_wants_usage, pending
+            )
+        except asyncio.CancelledError:
+            if not meta.disconnected:
+                raise
+            # The client went away mid-stream (the app cancelled us): book it, don't propagate.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            record = self._record(
+                model,
+                order[0],
+                "primary",
+                request,
+                meta,
+                Accumulator(meta.started),
+                499,
+                "client_disconnected",
+                None,
+            )
+        finally:
+            if pending is not None:
+                pending.set_primary(
+                    record or self._cancelled_record(model, order[0], request, meta)
+                )
+        self._emit(record)
+
+    async def _serve(
+        self,
+        model: ModelConfig,
+        order: list[str],
+        request: BackendRequest,
+        meta: RequestMeta,
+        send: Send,
+        client_wants_usage: bool,
+        pending: PendingPair | None,
+    ) -> RequestRecord:
+        errors: list[tuple[str, BackendError]] = []
+        response: BackendResponse | None = None
+        variant = order[0]
+        for variant in order:
+            try:
+                response = await self.backends[model.name, variant].send(request)
+                break
+            except BackendUnavailable as exc:
+                log.warning("variant %s/%s unavailable: %s", model.name, variant, exc)
+                errors.append((variant, exc))
+        if response is None:
+            raise from_backend_error(errors)
+        if errors:
+            self.failovers += len(errors)
+        headers = [
+            (b"x-quanttrap-variant", variant.encode()),
+            (b"x-request-id", meta.request_id.encode()),
+        ]
+        acc = Accumulator(meta.started)
+        error_type: str | None = None
+        if response.events is not None:
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
+            )
+            error_type = await _forward_stream(response, acc, send, client_wants_usage, meta)
+            status = 200
+        else:
+            status = response.status
+            body = response.body
+            parse_body(acc, body)
+            if status >= 400:
+                error_type = str((acc.error or {}).get("type") or "upstream_client_error")
+                if acc.error is None:  # not an OpenAI error body: wrap it so clients can parse it
+                    body = error_body(
+                        f"upstream answered HTTP {status}: {body[:200].decode(errors='replace')}",
+                        type="upstream_error",
+                    )
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [(b"content-type", _JSON), *headers],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+        return self._record(
+            model,
+            variant,
+            "primary",
+            request,
+            meta,
+            acc,
+            status,
+            error_type,
+            response,
+            failed_over_from=tuple(name for name, _ in errors),
+            pair_id=pending.pair_id if pending is not None else None,
+        )
+
+    # -- shadows -----------------------------------------------------------------------------
+
+    def _shadow_runner(
+        self, model: ModelConfig
+    ) -> Callable[[str, BackendRequest, PendingPair], Any]:
+        async def run(variant: str, request: BackendRequest, pending: PendingPair) -> RequestRecord:
+            started, started_at = time.perf_counter(), time.time()
+            meta = RequestMeta(pending.pair_id, started, started_at)
+            acc = Accumulator(started)
+            status, error_type = 200, None
+            response: BackendResponse | None = None
+            try:
+                response = await self.backends[model.name, variant].send(request)
+                if response.events is not None:
+                    try:
+                        async for payload in response.events:
+                            if payload == b"[DONE]":
+                                break
+                            obj = _loads(payload)
+                            if obj is not None:
+                                acc.add_chunk(obj)
+                    finally:
+                        await response.aclose()
+                else:
+                    status = response.status
+                    parse_body(acc, response.body)
+                    if status >= 400:
+                        error_type = "upstream_client_error"
+            except BackendUnavailable as exc:
+                status, error_type = from_backend_error([(variant, exc)]).status, "upstream_error"
+            except BackendError:
+                error_type = "upstream_stream_error"
+            return self._record(
+                model,
+                variant,
+                "shadow",
+                request,
+                meta,
+                acc,
+                status,
+                error_type,
+                response,
+                pair_id=pending.pair_id,
+            )
+
+        return run
+
+    # -- records -----------------------------------------------------------------------------
+
+    def _record(
+        self,
+        model: ModelConfig,
+        variant: str,
+        role: Role,
+        request: BackendRequest,
+        meta: RequestMeta,
+        acc: Accumulator,
+        status: int,
+        error_type: str | None,
+        response: BackendResponse | None,
+        *,
+        failed_over_from: tuple[str, ...] = (),
+        pair_id: str | None = None,
+    ) -> RequestRecord:
+        prompt_tokens, completion_tokens = acc.tokens()
+        if error_type is None and acc.error is not None:
+            error_type = str(acc.error.get("type") or "upstream_error")
+        return RequestRecord(
+            request_id=meta.request_id,
+            model=model.name,
+            variant=variant,
+            bits=self._bits[model.name, variant],
+            role=role,
+            operation="chat" if request.endpoint == "chat" else "text_completion",
+            stream=request.stream,
+            status=status,
+            started_at=meta.started_at,
+            duration_s=time.perf_counter() - meta.started,
+            time_to_first_token_s=acc.ttft_s,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            finish_reason=acc.finish_reason,
+            text=acc.text,
+            error_type=error_type,
+            batch_size=response.info.batch_size if response is not None else None,
+            pair_id=pair_id,
+            failed_over_from=failed_over_from,
+            session_id=meta.session_id,
+            expected_answer=meta.expected_answer,
+        )
+
+    def _cancelled_record(
+        self, model: ModelConfig, variant: str, request: BackendRequest, meta: RequestMeta
+    ) -> RequestRecord:
+        acc = Accumulator(meta.started)
+        return self._record(model, variant, "primary", request, meta, acc, 499, "cancelled", None)
+
+    def _emit(self, record: RequestRecord | None) -> None:
+        if record is None:
+            return
+        for sink in self._record_sinks:
+            try:
+                sink(record)
+            except Exception:  # telemetry and scoring never fail a request
+                log.exception("record sink failed")
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(d.aclose() for d in self.shadows.values()))
+
+
+async def _forward_stream(
+    response: BackendResponse,
+    acc: Accumulator,
+    send: Send,
+    client_wants_usage: bool,
+    meta: RequestMeta,
+) -> str | None:
+    """Forward SSE events as they arrive; return the record's error type, if any.
+
+    A stream that breaks part-way ends with an OpenAI error event and is closed: the client
+    sees an error instead of hanging or of a silently truncated answer.
+    """
+    assert response.events is not None
+    error_type: str | None = None
+    try:
+        async for payload in response.events:
+            if payload == b"[DONE]":
+                break
+            obj = _loads(payload)
+            if obj is not None:
+                acc.add_chunk(obj)
+                if not client_wants_usage and obj.get("usage") is not None:
+                    if not obj.get("choices"):
+                        continue  # the usage-only chunk this client did not ask for
+                    del obj["usage"]
+                    payload = orjson.dumps(obj)
+                elif not client_wants_usage and b'"usage":' in payload:
+                    # OpenAI sends "usage": null on every chunk once include_usage is set.
+                    payload = orjson.dumps({k: v for k, v in obj.items() if k != "usage"})
+            await send(
+                {
+                    "type": "http.response.body",
+                    "body": b"data: " + payload + b"\n\n",
+                    "more_body": True,
+                }
+            )
+        else:
+            raise BackendStreamError("upstream stream ended without [DONE]")
+    except BackendError as exc:
+        error_type = "upstream_stream_error"
+        log.warning("stream broke mid-way: %s", exc)
+        body = error_body(
+            f"The upstream stream broke before it finished: {exc}",
+            type="upstream_error",
+            code="stream_interrupted",
+        )
+        meta.ending = True
+        await send(
+            {"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}
+        )
+        return error_type
+    finally:
+        await response.aclose()
+    meta.ending = True
+    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+    if acc.error is not None:
+        error_type = str(acc.error.get("type") or "upstream_error")
+    return error_type
+
+
+def _loads(payload: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def _with_usage(body: dict[str, Any]) -> dict[str, Any]:
+    options = body.get("stream_options") or {}
+    if options.get("include_usage") is True:
+        return body
+    return {**body, "stream_options": {**options, "include_usage": True}}

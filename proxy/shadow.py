@@ -1,0 +1,143 @@
+"""Mirroring a sample of traffic to other variants, off the user's critical path.
+
+A shadow copy is the same request sent to another variant, in the same streaming mode, as a
+background task: the user's response never waits for it and never fails because of it. Copies
+are bounded per model by ``shadow.max_concurrency``; a copy that would exceed it is dropped and
+counted. Each finished copy is joined with its primary's record under one pair id and handed to
+the pair sinks (scoring compares them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import Counter, deque
+from collections.abc import Awaitable, Callable, Sequence
+
+from backends.base import BackendRequest
+from proxy.config import ModelConfig
+from scoring.records import RequestRecord, ShadowPair
+
+__all__ = ["PairSink", "PairStore", "PendingPair", "ShadowDispatcher"]
+
+log = logging.getLogger("quanttrap.shadow")
+
+PairSink = Callable[[ShadowPair], None]
+RunShadow = Callable[[str, BackendRequest, "PendingPair"], Awaitable[RequestRecord]]
+
+
+class PendingPair:
+    """The primary half of a pair, filled in when the user's request finishes."""
+
+    __slots__ = ("_primary", "pair_id")
+
+    def __init__(self, pair_id: str) -> None:
+        self.pair_id = pair_id
+        self._primary: asyncio.Future[RequestRecord] = asyncio.get_running_loop().create_future()
+
+    def set_primary(self, record: RequestRecord) -> None:
+        if not self._primary.done():
+            self._primary.set_result(record)
+
+    async def primary(self) -> RequestRecord:
+        return await self._primary
+
+
+class PairStore:
+    """The most recent pairs, for inspection and tests (bounded: oldest are forgotten)."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.pairs: deque[ShadowPair] = deque(maxlen=maxlen)
+
+    def __call__(self, pair: ShadowPair) -> None:
+        self.pairs.append(pair)
+
+
+class ShadowDispatcher:
+    def __init__(
+        self,
+        model: ModelConfig,
+        run_shadow: RunShadow,
+        sinks: Sequence[PairSink],
+        rng: random.Random | None = None,
+    ) -> None:
+        self.model = model
+        self._run = run_shadow
+        self._sinks = list(sinks)
+        self._rng = rng or random.Random()
+        self._rate = model.shadow.sample_rate
+        self._variants = model.shadow.variants
+        self._cap = model.shadow.max_concurrency
+        self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.counts: Counter[tuple[str, str]] = Counter()
+        """(variant, outcome) -> count; outcome is sent, completed, failed or dropped."""
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def maybe_launch(
+        self, primary_variant: str, pair_id: str, request: BackendRequest
+    ) -> PendingPair | None:
+        """Decide whether to mirror this request; if so start the copies and return the pair."""
+        if not self._variants or self._rng.random() >= self._rate:
+            return None
+        targets = [v for v in self._variants if v != primary_variant]
+        if not targets:
+            return None
+        pending = PendingPair(pair_id)
+        # The same call, marked for the upstream as a shadow copy so its operators can tell.
+        headers = {**request.headers, "x-quanttrap-role": "shadow"}
+        request = BackendRequest(
+            request.endpoint, request.body, request.stream, request.request_id, headers
+        )
+        for variant in targets:
+            if self._in_flight >= self._cap:
+                self.counts[variant, "dropped"] += 1
+                task = asyncio.create_task(self._emit_dropped(variant, pending))
+            else:
+                self._in_flight += 1
+                self.counts[variant, "sent"] += 1
+                task = asyncio.create_task(self._shadow(variant, request, pending))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return pending
+
+    async def _shadow(self, variant: str, request: BackendRequest, pending: PendingPair) -> None:
+        try:
+            record = await self._run(variant, request, pending)
+        except asyncio.CancelledError:
+            self._in_flight -= 1
+            raise
+        except Exception:  # a shadow must never take anything else down
+            log.exception("shadow copy to %s/%s failed unexpectedly", self.model.name, variant)
+            self._in_flight -= 1
+            self.counts[variant, "failed"] += 1
+            return
+        self._in_flight -= 1
+        self.counts[variant, "completed" if record.ok else "failed"] += 1
+        primary = await pending.primary()
+        self._publish(ShadowPair(pending.pair_id, primary, record))
+
+    async def _emit_dropped(self, variant: str, pending: PendingPair) -> None:
+        primary = await pending.primary()
+        self._publish(
+            ShadowPair(
+                pending.pair_id, primary, None, dropped_reason=f"concurrency cap ({self._cap})"
+            )
+        )
+
+    def _publish(self, pair: ShadowPair) -> None:
+        for sink in self._sinks:
+            try:
+                sink(pair)
+            except Exception:
+                log.exception("pair sink failed")
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

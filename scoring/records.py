@@ -1,0 +1,83 @@
+"""The records that travel from the proxy to telemetry and scoring.
+
+One finished request (primary, shadow copy or canary probe) is described by one
+:class:`RequestRecord`; a mirrored request and its primary are tied together by a
+:class:`ShadowPair`. Both are plain frozen dataclasses so that ``scoring`` never sees a web
+framework object and every consumer can be tested with hand-made records.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+__all__ = ["Operation", "RequestRecord", "Role", "ShadowPair"]
+
+Role = Literal["primary", "shadow", "canary"]
+Operation = Literal["chat", "text_completion"]
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRecord:
+    """What is known about one finished request to one variant.
+
+    Times are seconds (``started_at`` is Unix time, the rest are durations); token counts
+    are the upstream's own usage figures where it reported them, else ``None``.
+    ``text`` is the generated completion; it stays in process memory for grading and shadow
+    comparison and is never exported as a metric label or logged unless content capture is
+    switched on.
+    """
+
+    request_id: str
+    model: str
+    variant: str
+    bits: int
+    role: Role
+    operation: Operation
+    stream: bool
+    status: int
+    started_at: float
+    duration_s: float
+    time_to_first_token_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    finish_reason: str | None = None
+    text: str = ""
+    error_type: str | None = None
+    """``None`` on success, else the OpenAI error ``type`` the client was (or would be) sent."""
+    batch_size: int | None = None
+    """Number of requests the backend was decoding together while this one ran, if known."""
+    pair_id: str | None = None
+    failed_over_from: tuple[str, ...] = ()
+    """Variants that were tried first and failed before this one answered."""
+    agent_turns_before: int = 0
+    """Prior assistant and tool turns in ``messages``: this call's position in an agent chain."""
+    trace_id: str | None = None
+    session_id: str | None = None
+    expected_answer: str | None = None
+    """Reference answer for evaluation traffic (client-tagged or canary), else ``None``."""
+    dataset: str | None = None
+    reference_depth: int | None = None
+    energy_j: float | None = None
+    """Energy apportioned to this request (J); ``None`` when no method could measure it."""
+    energy_method: str = "none"
+    """How ``energy_j`` was obtained: ``nvml_counter``, ``nvml_power``, ``hli`` or ``none``."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error_type is None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowPair:
+    """A user's request (``primary``) and its mirrored copy to another variant (``shadow``).
+
+    ``shadow`` is ``None`` when the copy could not be run (dropped by the concurrency cap);
+    ``dropped_reason`` then says why.
+    """
+
+    pair_id: str
+    primary: RequestRecord
+    shadow: RequestRecord | None
+    dropped_reason: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)

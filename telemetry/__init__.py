@@ -1,0 +1,1 @@
+"""OpenTelemetry set-up, GenAI instruments, hop counting and GPU energy metering."""

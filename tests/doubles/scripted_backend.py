@@ -1,0 +1,127 @@
+"""TEST DOUBLE: an in-process backend with scripted answers, for fast app tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+
+from backends.base import (
+    BackendError,
+    BackendRequest,
+    BackendResponse,
+    BackendStreamError,
+    ExecutionInfo,
+)
+
+__all__ = ["ScriptedBackend"]
+
+
+class ScriptedBackend:
+    """Answers like an OpenAI server would, or fails the way it is told to."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        words: tuple[str, ...] = ("Hello", "world"),
+        fail: BackendError | None = None,
+        status: int = 200,
+        body: bytes | None = None,
+        delay_s: float = 0.0,
+        break_after: int | None = None,
+        batch_size: int | None = None,
+        ready: bool = True,
+    ) -> None:
+        self.name = name
+        self.words = words
+        self.fail = fail
+        self.status = status
+        self.body = body
+        self.delay_s = delay_s
+        self.break_after = break_after
+        self.batch_size = batch_size
+        self.is_ready = ready
+        self.calls: list[BackendRequest] = []
+        self.started = False
+        self.closed = False
+        self.streams_closed = 0
+
+    async def start(self) -> None:
+        self.started = True
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+    async def ready(self) -> bool:
+        return self.is_ready
+
+    async def send(self, request: BackendRequest) -> BackendResponse:
+        self.calls.append(request)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if self.fail is not None:
+            raise self.fail
+        info = ExecutionInfo(batch_size=self.batch_size)
+        if self.status != 200 or self.body is not None:
+            return BackendResponse(status=self.status, body=self.body or b"{}", info=info)
+        if request.stream:
+            return BackendResponse(status=200, events=self._events(request), info=info)
+        return BackendResponse(status=200, body=orjson.dumps(self._completion(request)), info=info)
+
+    def _usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": 3,
+            "completion_tokens": len(self.words),
+            "total_tokens": 3 + len(self.words),
+        }
+
+    def _completion(self, request: BackendRequest) -> dict[str, Any]:
+        text = " ".join(self.words)
+        if request.endpoint == "chat":
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+            }
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": "stop"}
+        return {
+            "id": "x",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": request.body["model"],
+            "choices": [choice],
+            "usage": self._usage(),
+        }
+
+    async def _events(self, request: BackendRequest) -> AsyncIterator[bytes]:
+        try:
+            chat = request.endpoint == "chat"
+            for i, word in enumerate(self.words):
+                if self.break_after is not None and i >= self.break_after:
+                    raise BackendStreamError("scripted break")
+                await asyncio.sleep(0)
+                piece = word if i == 0 else " " + word
+                choice = (
+                    {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    if chat
+                    else {"index": 0, "text": piece, "finish_reason": None}
+                )
+                yield orjson.dumps({"id": "x", "object": "chunk", "choices": [choice]})
+            last = (
+                {"index": 0, "delta": {}, "finish_reason": "stop"}
+                if chat
+                else {"index": 0, "text": "", "finish_reason": "stop"}
+            )
+            yield orjson.dumps({"id": "x", "object": "chunk", "choices": [last]})
+            if (request.body.get("stream_options") or {}).get("include_usage"):
+                yield orjson.dumps(
+                    {"id": "x", "object": "chunk", "choices": [], "usage": self._usage()}
+                )
+            yield b"[DONE]"
+        finally:
+            self.streams_closed += 1
