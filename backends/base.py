@@ -97,21 +97,42 @@ class BackendResponse:
     """A backend's answer.
 
     For ``stream=True`` requests answered with status 200, ``events`` yields each SSE event's
-    ``data`` payload as bytes (the JSON chunk, and finally ``b"[DONE]"``); otherwise ``body``
-    holds the whole response body. ``status`` may be a 4xx that the proxy passes through.
+    ``data`` payload as bytes (the JSON chunk, and finally ``b"[DONE]"``); a backend that
+    receives events in bursts may instead set ``event_batches``, which yields lists of the
+    payloads that arrived together, so the proxy can forward a burst with one write. Otherwise
+    ``body`` holds the whole response body. ``status`` may be a 4xx that the proxy passes
+    through.
     """
 
     status: int
     body: bytes = b""
     events: AsyncIterator[bytes] | None = None
+    event_batches: AsyncIterator[list[bytes]] | None = None
     content_type: str = "application/json"
     info: ExecutionInfo = field(default_factory=ExecutionInfo)
 
+    @property
+    def streaming(self) -> bool:
+        return self.events is not None or self.event_batches is not None
+
+    def batches(self) -> AsyncIterator[list[bytes]]:
+        """The stream as bursts, whichever way the backend provides it."""
+        if self.event_batches is not None:
+            return self.event_batches
+        if self.events is None:
+            raise ValueError("not a streaming response")
+        return _one_by_one(self.events)
+
     async def aclose(self) -> None:
-        """Release the connection or batch slot behind ``events`` early (client went away)."""
-        events = self.events
-        if events is not None and hasattr(events, "aclose"):
-            await events.aclose()
+        """Release the connection or batch slot behind the stream early (client went away)."""
+        for stream in (self.events, self.event_batches):
+            if stream is not None and hasattr(stream, "aclose"):
+                await stream.aclose()
+
+
+async def _one_by_one(events: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]]:
+    async for event in events:
+        yield [event]
 
 
 @runtime_checkable

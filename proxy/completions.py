@@ -172,7 +172,7 @@ class CompletionService:
         ]
         acc = Accumulator(meta.started)
         error_type: str | None = None
-        if response.events is not None:
+        if response.streaming:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
             )
@@ -224,16 +224,8 @@ class CompletionService:
             response: BackendResponse | None = None
             try:
                 response = await self.backends[model.name, variant].send(request)
-                if response.events is not None:
-                    try:
-                        async for payload in response.events:
-                            if payload == b"[DONE]":
-                                break
-                            obj = _loads(payload)
-                            if obj is not None:
-                                acc.add_chunk(obj)
-                    finally:
-                        await response.aclose()
+                if response.streaming:
+                    await _consume_stream(response, acc)
                 else:
                     status = response.status
                     parse_body(acc, response.body)
@@ -330,33 +322,40 @@ async def _forward_stream(
 ) -> str | None:
     """Forward SSE events as they arrive; return the record's error type, if any.
 
-    A stream that breaks part-way ends with an OpenAI error event and is closed: the client
-    sees an error instead of hanging or of a silently truncated answer.
+    Events that arrived together are forwarded with one write. A stream that breaks part-way
+    ends with an OpenAI error event and is closed: the client sees an error instead of
+    hanging or of a silently truncated answer.
     """
-    assert response.events is not None
     error_type: str | None = None
+    batches = response.batches()
+    done = False
     try:
-        async for payload in response.events:
-            if payload == b"[DONE]":
+        async for payloads in batches:
+            out: list[bytes] = []
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    done = True
+                    break
+                obj = _loads(payload)
+                if obj is not None:
+                    acc.add_chunk(obj)
+                    if not client_wants_usage and "usage" in obj:
+                        if obj["usage"] is not None and not obj.get("choices"):
+                            continue  # the usage-only chunk this client did not ask for
+                        # Strip what the client would not have got without include_usage
+                        # (OpenAI sends "usage": null on every chunk once it is set).
+                        del obj["usage"]
+                        payload = orjson.dumps(obj)
+                out += (b"data: ", payload, b"\n\n")
+            if done:
+                meta.ending = True
+                out.append(b"data: [DONE]\n\n")
+                await send(
+                    {"type": "http.response.body", "body": b"".join(out), "more_body": False}
+                )
                 break
-            obj = _loads(payload)
-            if obj is not None:
-                acc.add_chunk(obj)
-                if not client_wants_usage and obj.get("usage") is not None:
-                    if not obj.get("choices"):
-                        continue  # the usage-only chunk this client did not ask for
-                    del obj["usage"]
-                    payload = orjson.dumps(obj)
-                elif not client_wants_usage and b'"usage":' in payload:
-                    # OpenAI sends "usage": null on every chunk once include_usage is set.
-                    payload = orjson.dumps({k: v for k, v in obj.items() if k != "usage"})
-            await send(
-                {
-                    "type": "http.response.body",
-                    "body": b"data: " + payload + b"\n\n",
-                    "more_body": True,
-                }
-            )
+            if out:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
         else:
             raise BackendStreamError("upstream stream ended without [DONE]")
     except BackendError as exc:
@@ -373,12 +372,30 @@ async def _forward_stream(
         )
         return error_type
     finally:
+        if hasattr(batches, "aclose"):
+            await batches.aclose()
         await response.aclose()
-    meta.ending = True
-    await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
     if acc.error is not None:
         error_type = str(acc.error.get("type") or "upstream_error")
     return error_type
+
+
+async def _consume_stream(response: BackendResponse, acc: Accumulator) -> None:
+    """Read a stream nobody is waiting for (a shadow copy) into ``acc``."""
+    batches = response.batches()
+    try:
+        async for payloads in batches:
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    return
+                obj = _loads(payload)
+                if obj is not None:
+                    acc.add_chunk(obj)
+        raise BackendStreamError("upstream stream ended without [DONE]")
+    finally:
+        if hasattr(batches, "aclose"):
+            await batches.aclose()
+        await response.aclose()
 
 
 def _loads(payload: bytes) -> dict[str, Any] | None:
