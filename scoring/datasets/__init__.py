@@ -1,0 +1,1 @@
+"""Evaluation datasets: reference problems, their prompts and expected answers."""
