@@ -100,8 +100,27 @@ class QuanttrapApp:
     def add_route(
         self, path: str, method: str, handler: Callable[..., Awaitable[None]], *, auth: bool
     ) -> None:
-        """Register another route (``handler(scope, receive, send)``), e.g. the status API."""
+        """Register another route (``handler(scope, receive, send)``), e.g. the status API.
+
+        ``handler`` may raise :class:`~proxy.errors.APIError`; it is answered in OpenAI's shape.
+        """
         self._routes[path] = (method, handler, auth)
+
+    def add_record_sink(self, sink: RecordSink) -> None:
+        """Also hand every finished request's record to ``sink`` (must be cheap, never raise)."""
+        self.service.add_record_sink(sink)
+
+    def add_pair_sink(self, sink: PairSink) -> None:
+        """Also hand every shadow pair to ``sink``."""
+        self.service.add_pair_sink(sink)
+
+    def add_lifespan_hooks(
+        self, *, startup: Hook | None = None, shutdown: Hook | None = None
+    ) -> None:
+        if startup is not None:
+            self._on_startup.append(startup)
+        if shutdown is not None:
+            self._on_shutdown.insert(0, shutdown)  # last started, first stopped
 
     # -- ASGI entry point --------------------------------------------------------------------
 
@@ -189,6 +208,8 @@ class QuanttrapApp:
                 meta.session_id = value.decode("latin-1")[:_MAX_REQUEST_ID]
             elif name == b"x-quanttrap-expected":
                 meta.expected_answer = value.decode("utf-8", errors="replace")
+            elif name == b"x-quanttrap-dataset":
+                meta.dataset = value.decode("latin-1")[:64]
             elif name == b"content-length" and value.isdigit() and int(value) > self._max_body:
                 raise _too_large(self._max_body)
         if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():

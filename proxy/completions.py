@@ -61,6 +61,9 @@ class RequestMeta:
     forward_headers: dict[str, str] | None = None
     session_id: str | None = None
     expected_answer: str | None = None
+    """Reference answer of evaluation traffic (header ``X-Quanttrap-Expected`` or
+    ``metadata.expected_answer``); never forwarded to the model."""
+    dataset: str | None = None
     disconnected: bool = False
     """Set by the app when the client hung up before the response ended."""
     ending: bool = False
@@ -102,6 +105,9 @@ class CompletionService:
                 code="model_not_found",
                 param="model",
             )
+        metadata = body.get("metadata")
+        if isinstance(metadata, dict) and _EVAL_KEYS & metadata.keys():
+            body = _take_evaluation_tags(body, metadata, meta)
         order = self.routers[model.name].order(meta.pinned)
         stream = bool(body.get("stream"))
         client_wants_usage = stream and bool(
@@ -292,6 +298,7 @@ class CompletionService:
             failed_over_from=failed_over_from,
             session_id=meta.session_id,
             expected_answer=meta.expected_answer,
+            dataset=meta.dataset,
         )
 
     def _cancelled_record(
@@ -308,6 +315,13 @@ class CompletionService:
                 sink(record)
             except Exception:  # telemetry and scoring never fail a request
                 log.exception("record sink failed")
+
+    def add_record_sink(self, sink: RecordSink) -> None:
+        self._record_sinks.append(sink)
+
+    def add_pair_sink(self, sink: PairSink) -> None:
+        for dispatcher in self.shadows.values():
+            dispatcher.add_sink(sink)
 
     async def aclose(self) -> None:
         await asyncio.gather(*(d.aclose() for d in self.shadows.values()))
@@ -404,6 +418,25 @@ def _loads(payload: bytes) -> dict[str, Any] | None:
     except orjson.JSONDecodeError:
         return None
     return obj if isinstance(obj, dict) else None
+
+
+_EVAL_KEYS = frozenset({"expected_answer", "dataset"})
+
+
+def _take_evaluation_tags(
+    body: dict[str, Any], metadata: dict[str, Any], meta: RequestMeta
+) -> dict[str, Any]:
+    """Move evaluation tags out of ``metadata``: the model must never see the answer."""
+    expected = metadata.get("expected_answer")
+    if expected is not None:
+        meta.expected_answer = str(expected)
+    dataset = metadata.get("dataset")
+    if dataset is not None:
+        meta.dataset = str(dataset)
+    rest = {k: v for k, v in metadata.items() if k not in _EVAL_KEYS}
+    if rest:
+        return {**body, "metadata": rest}
+    return {k: v for k, v in body.items() if k != "metadata"}
 
 
 def _with_usage(body: dict[str, Any]) -> dict[str, Any]:

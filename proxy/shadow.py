@@ -74,6 +74,9 @@ class ShadowDispatcher:
         self.counts: Counter[tuple[str, str]] = Counter()
         """(variant, outcome) -> count; outcome is sent, completed, failed or dropped."""
 
+    def add_sink(self, sink: PairSink) -> None:
+        self._sinks.append(sink)
+
     @property
     def in_flight(self) -> int:
         return self._in_flight

@@ -46,6 +46,8 @@ class DoubleState:
         self.name = name
         self.config: dict[str, Any] = {}
         self.requests: list[dict[str, Any]] = []
+        self.aborted_streams = 0
+        """Streams whose client (the proxy) hung up before the end."""
 
     def get(self, key: str, default: Any) -> Any:
         return self.config.get(key, default)
@@ -134,7 +136,11 @@ def make_app(state: DoubleState) -> web.Application:
         chat = request.path.endswith("/chat/completions")
         pieces, tool_call = _plan_reply(state, body)
         if body.get("stream"):
-            return await _stream(request, state, body, chat, pieces, tool_call)
+            try:
+                return await _stream(request, state, body, chat, pieces, tool_call)
+            except (ConnectionResetError, asyncio.CancelledError):
+                state.aborted_streams += 1
+                raise
         return _complete(state, body, chat, pieces, tool_call)
 
     async def models(_: web.Request) -> web.Response:
@@ -154,8 +160,13 @@ def make_app(state: DoubleState) -> web.Application:
         return web.json_response(state.requests, dumps=lambda o: orjson.dumps(o).decode())
 
     async def reset(_: web.Request) -> web.Response:
-        state.config, state.requests = {}, []
+        state.config, state.requests, state.aborted_streams = {}, [], 0
         return web.json_response({"ok": True})
+
+    async def stats(_: web.Request) -> web.Response:
+        return web.json_response(
+            {"aborted_streams": state.aborted_streams, "requests": len(state.requests)}
+        )
 
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
@@ -168,6 +179,7 @@ def make_app(state: DoubleState) -> web.Application:
     app.router.add_post("/_double/config", set_config)
     app.router.add_get("/_double/requests", get_requests)
     app.router.add_post("/_double/reset", reset)
+    app.router.add_get("/_double/stats", stats)
     return app
 
 

@@ -43,13 +43,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proces
     logs = tmp_path_factory.mktemp("e2e")
     ups: dict[str, Process] = {}
     try:
-        for name in ("bf16", "nf4", "slow", "hang", "fail", "broken"):
+        for name in ("bf16", "nf4", "slow", "hang", "fail", "broken", "trickle"):
             ups[name] = start_upstream(name, logs)
         for name, cfg in {
             "slow": {"latency_ms": 1500},
             "hang": {"latency_ms": 5000},
             "fail": {"status": 503},
             "broken": {"break_after_chunks": 2},
+            "trickle": {"chunk_delay_ms": 100, "reply_words": 100},
         }.items():
             httpx.post(ups[name].url + "/_double/config", json=cfg).raise_for_status()
         closed = f"http://127.0.0.1:{free_port()}"  # nothing listens there: connection refused
@@ -76,6 +77,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proces
                     "failing", _variant("a", 16, ups["fail"].url), _variant("b", 4, ups["nf4"].url)
                 ),
                 _model("broken", _variant("a", 16, ups["broken"].url)),
+                _model("trickle", _variant("a", 16, ups["trickle"].url)),
             ]
         }
         path = logs / "quanttrap.yaml"
@@ -151,7 +153,7 @@ async def test_async_client_chat_and_completions(aclient: openai.AsyncOpenAI) ->
 
 def test_models_list(client: openai.OpenAI) -> None:
     ids = [m.id for m in client.models.list()]
-    assert ids == ["demo", "mirror", "refused", "timeout", "failing", "broken"]
+    assert ids == ["demo", "mirror", "refused", "timeout", "failing", "broken", "trickle"]
 
 
 @pytest.mark.parametrize("model", ["refused", "timeout", "failing"])
@@ -259,3 +261,22 @@ def test_all_variants_down_is_502(tmp_path: Path) -> None:
         assert httpx.get(proxy.url + "/readyz").status_code == 503
     finally:
         proxy.stop()
+
+
+def test_client_hanging_up_frees_the_upstream_stream(
+    client: openai.OpenAI, stack: dict[str, Process]
+) -> None:
+    stream = client.chat.completions.create(model="trickle", messages=MESSAGES, stream=True)
+    pieces = []
+    for chunk in stream:
+        pieces.append(chunk)
+        if len(pieces) == 3:
+            break
+    stream.close()  # the user gives up after three chunks of a 10-second answer
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        stats = httpx.get(stack["trickle"].url + "/_double/stats").json()
+        if stats["aborted_streams"]:
+            break
+        time.sleep(0.05)
+    assert stats["aborted_streams"] == 1  # the proxy closed its upstream stream too

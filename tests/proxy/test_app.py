@@ -258,3 +258,26 @@ async def test_unexpected_exception_is_an_openai_500_not_a_traceback() -> None:
     assert resp.status_code == 500
     assert resp.json()["error"]["code"] == "internal_error"
     assert "Traceback" not in resp.text and "boom" not in resp.text
+
+
+async def test_evaluation_tags_are_recorded_and_never_forwarded() -> None:
+    bf16 = ScriptedBackend("bf16")
+    async with harness({"bf16": bf16}) as h:
+        body = chat(metadata={"expected_answer": "42", "dataset": "gsm8k", "user": "u1"})
+        await h.client.post("/v1/chat/completions", json=body)
+        await h.client.post(
+            "/v1/chat/completions",
+            json=chat(metadata={"expected_answer": 7}),
+        )
+        await h.client.post(
+            "/v1/chat/completions",
+            json=chat(),
+            headers={"X-Quanttrap-Expected": "18", "X-Quanttrap-Dataset": "gsm8k"},
+        )
+    assert bf16.calls[0].body["metadata"] == {"user": "u1"}
+    assert "metadata" not in bf16.calls[1].body
+    assert [(r.expected_answer, r.dataset) for r in h.records] == [
+        ("42", "gsm8k"),
+        ("7", None),
+        ("18", "gsm8k"),
+    ]
