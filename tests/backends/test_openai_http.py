@@ -26,6 +26,7 @@ Handler = Callable[[web.Request], Any]
 async def _serve(handler: Handler) -> tuple[web.AppRunner, str]:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", handler)
+
     async def models(request: web.Request) -> web.Response:
         return web.json_response({"data": []})
 
