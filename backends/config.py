@@ -57,7 +57,12 @@ class VllmBackendConfig(_Strict):
     gpus: tuple[int, ...] = ()
     executable: str = "vllm"
     extra_args: tuple[str, ...] = ()
+    """Appended last to ``vllm serve``'s command line, so they override quanttrap's flags."""
+    served_model_name: str | None = None
+    """Name vLLM serves the model under; defaults to the variant's name."""
     startup_timeout_s: float = Field(default=900.0, gt=0)
+    stop_timeout_s: float = Field(default=30.0, gt=0)
+    """Grace after SIGTERM before the server's process group is killed."""
     read_timeout_s: float = Field(default=600.0, gt=0)
 
 

@@ -1,0 +1,19 @@
+"""The in-process engine: transformers (+ bitsandbytes) at one precision per variant.
+
+Importing this package imports torch and transformers; ``backends.factory`` imports it only
+for variants whose backend kind is ``engine``.
+"""
+
+from backends.engine.backend import EngineBackend
+from backends.engine.batcher import TokenHook
+from backends.engine.loader import EngineLoadError, LoadedModel, load_model
+from backends.engine.memory import MemoryReport
+
+__all__ = [
+    "EngineBackend",
+    "EngineLoadError",
+    "LoadedModel",
+    "MemoryReport",
+    "TokenHook",
+    "load_model",
+]
