@@ -24,6 +24,7 @@ from proxy.completions import CompletionService, RecordSink, RequestMeta
 from proxy.config import Settings
 from proxy.errors import APIError
 from proxy.shadow import PairSink
+from telemetry import Telemetry
 
 __all__ = ["QuanttrapApp", "StatusProvider"]
 
@@ -55,12 +56,20 @@ class QuanttrapApp:
         on_startup: Sequence[Hook] = (),
         on_shutdown: Sequence[Hook] = (),
         environ: Mapping[str, str] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.backends = backends
+        self.telemetry = telemetry or Telemetry()
         self.service = CompletionService(
-            settings, backends, record_sinks=record_sinks, pair_sinks=pair_sinks
+            settings,
+            backends,
+            record_sinks=record_sinks,
+            pair_sinks=pair_sinks,
+            telemetry=self.telemetry,
         )
+        if metrics is None and self.telemetry.enabled:
+            metrics = self.telemetry.metrics_payload
         self._metrics = metrics
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
@@ -285,7 +294,8 @@ class QuanttrapApp:
             raise APIError(
                 404, "Metrics are switched off (telemetry.enabled: false).", code="metrics_disabled"
             )
-        body, content_type = self._metrics()
+        # Rendering the exposition takes milliseconds: off the event loop.
+        body, content_type = await asyncio.to_thread(self._metrics)
         await send(
             {
                 "type": "http.response.start",
@@ -314,8 +324,9 @@ class QuanttrapApp:
                 return
 
     async def startup(self) -> None:
-        """Start every backend (in parallel), then the hooks (telemetry, scoring)."""
+        """Start every backend (in parallel), telemetry, then the hooks (scoring)."""
         await asyncio.gather(*(b.start() for b in self.backends.values()))
+        await self.telemetry.start()
         for hook in self._on_startup:
             await hook()
 
@@ -326,6 +337,10 @@ class QuanttrapApp:
                 await hook()
             except Exception:
                 log.exception("shutdown hook failed")
+        try:
+            await self.telemetry.aclose()
+        except Exception:
+            log.exception("telemetry failed to close")
         results = await asyncio.gather(
             *(b.aclose() for b in self.backends.values()), return_exceptions=True
         )

@@ -36,6 +36,7 @@ from proxy.openai_format import Accumulator, parse_body, validate_request
 from proxy.routing import Router
 from proxy.shadow import PairSink, PendingPair, ShadowDispatcher
 from scoring.records import RequestRecord, Role
+from telemetry import PendingRecord, RequestTelemetry, Telemetry
 
 __all__ = ["CompletionService", "RecordSink", "RequestMeta", "Send"]
 
@@ -64,6 +65,8 @@ class RequestMeta:
     """Reference answer of evaluation traffic (header ``X-Quanttrap-Expected`` or
     ``metadata.expected_answer``); never forwarded to the model."""
     dataset: str | None = None
+    role: Role = "primary"
+    """``canary`` for the proxy's own evaluation prompts (never shadowed)."""
     disconnected: bool = False
     """Set by the app when the client hung up before the response ended."""
     ending: bool = False
@@ -79,19 +82,66 @@ class CompletionService:
         record_sinks: Sequence[RecordSink] = (),
         pair_sinks: Sequence[PairSink] = (),
         rng: random.Random | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.backends = backends
+        self.telemetry = telemetry or Telemetry()
         self._record_sinks = list(record_sinks)
         rng = rng or random.Random()
         self._models: dict[str, ModelConfig] = {m.name: m for m in settings.models}
         self.routers = {m.name: Router(m, rng) for m in settings.models}
         self._bits = {(m.name, v.name): v.bits for m in settings.models for v in m.variants}
         self.shadows = {
-            m.name: ShadowDispatcher(m, self._shadow_runner(m), pair_sinks, rng)
+            m.name: ShadowDispatcher(
+                m, self._shadow_runner(m), pair_sinks, rng, on_count=self.telemetry.shadow_copy
+            )
             for m in settings.models
         }
         self.failovers = 0
+        self.in_flight: dict[tuple[str, str], int] = dict.fromkeys(self._bits, 0)
+        """(model, first-choice variant) -> requests being served now (canaries yield to it)."""
+        # Backends that report generated tokens themselves (the in-process engine, per decode
+        # step, from its worker thread) feed energy attribution directly; for the others the
+        # proxy counts streamed chunks.
+        self._token_handles: dict[tuple[str, str, str], RequestTelemetry] = {}
+        self._self_counting: set[tuple[str, str]] = set()
+        for (model_name, variant), backend in backends.items():
+            if hasattr(backend, "on_tokens"):
+                backend.on_tokens = self._token_hook(model_name, variant)
+                self._self_counting.add((model_name, variant))
+
+    def _token_hook(self, model: str, variant: str) -> Callable[[str, int], None]:
+        handles = self._token_handles
+
+        def on_tokens(request_id: str, n: int) -> None:  # called on the engine's thread
+            h = handles.get((model, variant, request_id))
+            if h is not None:
+                h.tokens(n)
+
+        return on_tokens
+
+    async def _send(
+        self, model: str, variant: str, request: BackendRequest, h: RequestTelemetry
+    ) -> BackendResponse:
+        """Send to one variant, letting a self-counting backend report tokens to ``h``."""
+        if (model, variant) not in self._self_counting:
+            return await self.backends[model, variant].send(request)
+        key = (model, variant, request.request_id)
+        self._token_handles[key] = h
+        try:
+            response = await self.backends[model, variant].send(request)
+        except BaseException:
+            self._token_handles.pop(key, None)
+            raise
+        response.info.extra["token_key"] = key
+        return response
+
+    def _release_tokens(self, response: BackendResponse | None) -> None:
+        if response is not None:
+            key = response.info.extra.pop("token_key", None)
+            if key is not None:
+                self._token_handles.pop(key, None)
 
     # -- the request ------------------------------------------------------------------------
 
@@ -109,20 +159,70 @@ class CompletionService:
         if isinstance(metadata, dict) and _EVAL_KEYS & metadata.keys():
             body = _take_evaluation_tags(body, metadata, meta)
         order = self.routers[model.name].order(meta.pinned)
+        key = (model.name, order[0])
+        self.in_flight[key] += 1
+        try:
+            await self._handle(endpoint, model, order, body, meta, send)
+        finally:
+            self.in_flight[key] -= 1
+
+    async def _handle(
+        self,
+        endpoint: Endpoint,
+        model: ModelConfig,
+        order: list[str],
+        body: Any,
+        meta: RequestMeta,
+        send: Send,
+    ) -> None:
         stream = bool(body.get("stream"))
         client_wants_usage = stream and bool(
             (body.get("stream_options") or {}).get("include_usage")
         )
         upstream_body = _with_usage(body) if stream else body
-        request = BackendRequest(
-            endpoint, upstream_body, stream, meta.request_id, meta.forward_headers or {}
+        forward = meta.forward_headers or {}
+        h = self.telemetry.start_request(
+            model=model.name,
+            variant=order[0],
+            role=meta.role,
+            operation="chat" if endpoint == "chat" else "text_completion",
+            headers=forward,
+            body=body,
+            request_id=meta.request_id,
         )
-        pending = self.shadows[model.name].maybe_launch(order[0], meta.request_id, request)
+        upstream_headers = h.upstream_headers()
+        request = BackendRequest(
+            endpoint,
+            upstream_body,
+            stream,
+            meta.request_id,
+            {**forward, **upstream_headers} if upstream_headers else forward,
+        )
+        pending = (
+            None
+            if meta.role == "canary"
+            else self.shadows[model.name].maybe_launch(order[0], meta.request_id, request)
+        )
         record: RequestRecord | None = None
+        acc: Accumulator | None = None
         try:
-            record = await self._serve(
-                model, order, request, meta, send, client_wants_usage, pending
+            record, acc = await self._serve(
+                model, order, request, meta, send, client_wants_usage, pending, h
             )
+        except APIError as exc:  # no variant could answer: booked, then answered by the app
+            record = self._record(
+                model,
+                order[-1],
+                meta.role,
+                request,
+                meta,
+                Accumulator(meta.started),
+                exc.status,
+                exc.code or exc.type,
+                None,
+                failed_over_from=tuple(order[:-1]),
+            )
+            raise
         except asyncio.CancelledError:
             if not meta.disconnected:
                 raise
@@ -133,7 +233,7 @@ class CompletionService:
             record = self._record(
                 model,
                 order[0],
-                "primary",
+                meta.role,
                 request,
                 meta,
                 Accumulator(meta.started),
@@ -142,11 +242,28 @@ class CompletionService:
                 None,
             )
         finally:
+            if record is None:
+                record = self._cancelled_record(model, order[0], request, meta)
             if pending is not None:
-                pending.set_primary(
-                    record or self._cancelled_record(model, order[0], request, meta)
-                )
-        self._emit(record)
+                pending.set_primary(record)
+            self._finish(h, record, acc)
+
+    def _finish(
+        self, h: RequestTelemetry, record: RequestRecord, acc: Accumulator | None
+    ) -> PendingRecord:
+        """Book the request in telemetry, then hand it to the sinks once its energy is known.
+
+        Shadow records are not handed over here: they travel in their pair, once the shadow
+        task has awaited its energy figure.
+        """
+        finished: PendingRecord = h.finish(
+            record,
+            response_id=acc.response_id if acc is not None else None,
+            response_model=acc.response_model if acc is not None else None,
+        )
+        if record.role != "shadow":
+            finished.on_ready(self._emit)
+        return finished
 
     async def _serve(
         self,
@@ -157,17 +274,20 @@ class CompletionService:
         send: Send,
         client_wants_usage: bool,
         pending: PendingPair | None,
-    ) -> RequestRecord:
+        h: RequestTelemetry,
+    ) -> tuple[RequestRecord, Accumulator]:
         errors: list[tuple[str, BackendError]] = []
         response: BackendResponse | None = None
         variant = order[0]
-        for variant in order:
+        for i, variant in enumerate(order):
             try:
-                response = await self.backends[model.name, variant].send(request)
+                response = await self._send(model.name, variant, request, h)
                 break
             except BackendUnavailable as exc:
                 log.warning("variant %s/%s unavailable: %s", model.name, variant, exc)
                 errors.append((variant, exc))
+                if i + 1 < len(order):
+                    h.failover(order[i + 1], type(exc).__name__)
         if response is None:
             raise from_backend_error(errors)
         if errors:
@@ -182,9 +302,16 @@ class CompletionService:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
             )
-            error_type = await _forward_stream(response, acc, send, client_wants_usage, meta)
+            counts = (model.name, variant) not in self._self_counting
+            try:
+                error_type = await _forward_stream(
+                    response, acc, send, client_wants_usage, meta, h if counts else None
+                )
+            finally:
+                self._release_tokens(response)
             status = 200
         else:
+            self._release_tokens(response)
             status = response.status
             body = response.body
             parse_body(acc, body)
@@ -206,7 +333,7 @@ class CompletionService:
         return self._record(
             model,
             variant,
-            "primary",
+            meta.role,
             request,
             meta,
             acc,
@@ -215,7 +342,7 @@ class CompletionService:
             response,
             failed_over_from=tuple(name for name, _ in errors),
             pair_id=pending.pair_id if pending is not None else None,
-        )
+        ), acc
 
     # -- shadows -----------------------------------------------------------------------------
 
@@ -224,14 +351,35 @@ class CompletionService:
     ) -> Callable[[str, BackendRequest, PendingPair], Any]:
         async def run(variant: str, request: BackendRequest, pending: PendingPair) -> RequestRecord:
             started, started_at = time.perf_counter(), time.time()
-            meta = RequestMeta(pending.pair_id, started, started_at)
+            meta = RequestMeta(pending.pair_id, started, started_at, role="shadow")
+            h = self.telemetry.start_request(
+                model=model.name,
+                variant=variant,
+                role="shadow",
+                operation="chat" if request.endpoint == "chat" else "text_completion",
+                headers=request.headers,
+                body=request.body,
+                request_id=pending.pair_id,
+                pair_id=pending.pair_id,
+            )
+            own_headers = h.upstream_headers()  # the shadow's own span, not the primary's
+            if own_headers:
+                request = BackendRequest(
+                    request.endpoint,
+                    request.body,
+                    request.stream,
+                    request.request_id,
+                    {**request.headers, **own_headers},
+                )
             acc = Accumulator(started)
             status, error_type = 200, None
             response: BackendResponse | None = None
+            record: RequestRecord | None = None
             try:
-                response = await self.backends[model.name, variant].send(request)
+                response = await self._send(model.name, variant, request, h)
                 if response.streaming:
-                    await _consume_stream(response, acc)
+                    counts = (model.name, variant) not in self._self_counting
+                    await _consume_stream(response, acc, h if counts else None)
                 else:
                     status = response.status
                     parse_body(acc, response.body)
@@ -241,18 +389,24 @@ class CompletionService:
                 status, error_type = from_backend_error([(variant, exc)]).status, "upstream_error"
             except BackendError:
                 error_type = "upstream_stream_error"
-            return self._record(
-                model,
-                variant,
-                "shadow",
-                request,
-                meta,
-                acc,
-                status,
-                error_type,
-                response,
-                pair_id=pending.pair_id,
-            )
+            finally:
+                self._release_tokens(response)
+                record = self._record(
+                    model,
+                    variant,
+                    "shadow",
+                    request,
+                    meta,
+                    acc,
+                    status,
+                    error_type if response is not None or error_type else "cancelled",
+                    response,
+                    pair_id=pending.pair_id,
+                )
+                finished = self._finish(h, record, acc)
+            # A background task: waiting (at most one energy sample) delays nobody.
+            shadow_record: RequestRecord = await finished
+            return shadow_record
 
         return run
 
@@ -299,13 +453,14 @@ class CompletionService:
             session_id=meta.session_id,
             expected_answer=meta.expected_answer,
             dataset=meta.dataset,
+            prompt="" if meta.expected_answer is None else _prompt_text(request.body),
         )
 
     def _cancelled_record(
         self, model: ModelConfig, variant: str, request: BackendRequest, meta: RequestMeta
     ) -> RequestRecord:
         acc = Accumulator(meta.started)
-        return self._record(model, variant, "primary", request, meta, acc, 499, "cancelled", None)
+        return self._record(model, variant, meta.role, request, meta, acc, 499, "cancelled", None)
 
     def _emit(self, record: RequestRecord | None) -> None:
         if record is None:
@@ -333,6 +488,7 @@ async def _forward_stream(
     send: Send,
     client_wants_usage: bool,
     meta: RequestMeta,
+    h: RequestTelemetry | None,
 ) -> str | None:
     """Forward SSE events as they arrive; return the record's error type, if any.
 
@@ -346,6 +502,7 @@ async def _forward_stream(
     try:
         async for payloads in batches:
             out: list[bytes] = []
+            seen = acc.chunks
             for payload in payloads:
                 if payload == b"[DONE]":
                     done = True
@@ -361,6 +518,8 @@ async def _forward_stream(
                         del obj["usage"]
                         payload = orjson.dumps(obj)
                 out += (b"data: ", payload, b"\n\n")
+            if h is not None and acc.chunks > seen:
+                h.tokens(acc.chunks - seen)
             if done:
                 meta.ending = True
                 out.append(b"data: [DONE]\n\n")
@@ -394,17 +553,24 @@ async def _forward_stream(
     return error_type
 
 
-async def _consume_stream(response: BackendResponse, acc: Accumulator) -> None:
+async def _consume_stream(
+    response: BackendResponse, acc: Accumulator, h: RequestTelemetry | None
+) -> None:
     """Read a stream nobody is waiting for (a shadow copy) into ``acc``."""
     batches = response.batches()
     try:
         async for payloads in batches:
+            seen = acc.chunks
             for payload in payloads:
                 if payload == b"[DONE]":
+                    if h is not None and acc.chunks > seen:
+                        h.tokens(acc.chunks - seen)
                     return
                 obj = _loads(payload)
                 if obj is not None:
                     acc.add_chunk(obj)
+            if h is not None and acc.chunks > seen:
+                h.tokens(acc.chunks - seen)
         raise BackendStreamError("upstream stream ended without [DONE]")
     finally:
         if hasattr(batches, "aclose"):
@@ -437,6 +603,19 @@ def _take_evaluation_tags(
     if rest:
         return {**body, "metadata": rest}
     return {k: v for k, v in body.items() if k != "metadata"}
+
+
+def _prompt_text(body: Mapping[str, Any]) -> str:
+    """The question of an evaluation request: the last user message, or the prompt."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                content = message.get("content")
+                return content if isinstance(content, str) else orjson.dumps(content).decode()
+        return ""
+    prompt = body.get("prompt")
+    return prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
 
 
 def _with_usage(body: dict[str, Any]) -> dict[str, Any]:

@@ -27,6 +27,7 @@ from backends.config import (
     OpenAIBackendConfig,
     VllmBackendConfig,
 )
+from scoring.config import ScoringConfig
 from telemetry.config import TelemetryConfig
 
 __all__ = [
@@ -63,6 +64,10 @@ class VariantConfig(_Strict):
     backend: BackendConfig
     rated_power_w: float | None = Field(default=None, gt=0)
     """Board power used by the HLI energy estimate when no NVML reading is available."""
+    gpus: tuple[int | str, ...] | None = None
+    """GPUs serving this variant, as the energy source sees them (CUDA indices or UUIDs), for
+    energy metering. Default: every GPU for the in-process engine, ``backend.gpus`` for a
+    launched vLLM, none for an HTTP upstream (its energy is then not measured)."""
 
 
 class RoutingConfig(_Strict):
@@ -136,6 +141,7 @@ class Settings(_Strict):
     server: ServerConfig = ServerConfig()
     models: tuple[ModelConfig, ...] = Field(min_length=1)
     telemetry: TelemetryConfig = TelemetryConfig()
+    scoring: ScoringConfig = ScoringConfig()
 
     @model_validator(mode="after")
     def _unique_models(self) -> Settings:

@@ -2,7 +2,8 @@
 
 The probe model shipped with quanttrap, served in-process at three precisions (a full-precision
 anchor, LLM.int8() and NF4), with a quarter of the traffic mirrored to the quantized variants
-so that the live Sustainability Index has evidence from the first minutes on.
+and canary multi-hop questions sent to every variant, so that the live Sustainability Index
+has evidence from the first minutes on.
 """
 
 from __future__ import annotations
@@ -33,4 +34,7 @@ def embedded_default() -> dict[str, Any]:
                 "shadow": {"variants": ["int8", "nf4"], "sample_rate": 0.25},
             }
         ],
+        # The probe model was trained on the multi-hop task: its held-out questions are the
+        # canaries, so every variant is graded even before any tagged traffic arrives.
+        "scoring": {"canary": {"enabled": True, "dataset": "multihop", "rate_per_minute": 6}},
     }

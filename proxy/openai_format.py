@@ -29,8 +29,13 @@ class Accumulator:
     chunks: int = 0
     """Chunks that carried generated content (text or tool-call deltas)."""
     error: dict[str, Any] | None = None
+    response_id: str | None = None
+    response_model: str | None = None
 
     def add_chunk(self, obj: dict[str, Any]) -> None:
+        if self.response_id is None:
+            self.response_id = obj.get("id")
+            self.response_model = obj.get("model")
         usage = obj.get("usage")
         if usage:
             self.usage = usage
@@ -77,6 +82,8 @@ def parse_body(acc: Accumulator, body: bytes) -> None:
             obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
         )
         return
+    acc.response_id = obj.get("id")
+    acc.response_model = obj.get("model")
     acc.usage = obj.get("usage") or None
     choices = obj.get("choices") or []
     if choices and isinstance(choices[0], dict):

@@ -14,6 +14,7 @@ import logging
 import random
 from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from backends.base import BackendRequest
 from proxy.config import ModelConfig
@@ -61,8 +62,10 @@ class ShadowDispatcher:
         run_shadow: RunShadow,
         sinks: Sequence[PairSink],
         rng: random.Random | None = None,
+        on_count: Callable[[str, str, Any], None] | None = None,
     ) -> None:
         self.model = model
+        self._on_count = on_count
         self._run = run_shadow
         self._sinks = list(sinks)
         self._rng = rng or random.Random()
@@ -73,6 +76,11 @@ class ShadowDispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[tuple[str, str]] = Counter()
         """(variant, outcome) -> count; outcome is sent, completed, failed or dropped."""
+
+    def _count(self, variant: str, outcome: str) -> None:
+        self.counts[variant, outcome] += 1
+        if self._on_count is not None:
+            self._on_count(self.model.name, variant, outcome)
 
     def add_sink(self, sink: PairSink) -> None:
         self._sinks.append(sink)
@@ -98,11 +106,11 @@ class ShadowDispatcher:
         )
         for variant in targets:
             if self._in_flight >= self._cap:
-                self.counts[variant, "dropped"] += 1
+                self._count(variant, "dropped")
                 task = asyncio.create_task(self._emit_dropped(variant, pending))
             else:
                 self._in_flight += 1
-                self.counts[variant, "sent"] += 1
+                self._count(variant, "sent")
                 task = asyncio.create_task(self._shadow(variant, request, pending))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -117,10 +125,10 @@ class ShadowDispatcher:
         except Exception:  # a shadow must never take anything else down
             log.exception("shadow copy to %s/%s failed unexpectedly", self.model.name, variant)
             self._in_flight -= 1
-            self.counts[variant, "failed"] += 1
+            self._count(variant, "failed")
             return
         self._in_flight -= 1
-        self.counts[variant, "completed" if record.ok else "failed"] += 1
+        self._count(variant, "completed" if record.ok else "failed")
         primary = await pending.primary()
         self._publish(ShadowPair(pending.pair_id, primary, record))
 

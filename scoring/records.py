@@ -57,6 +57,10 @@ class RequestRecord:
     expected_answer: str | None = None
     """Reference answer for evaluation traffic (client-tagged or canary), else ``None``."""
     dataset: str | None = None
+    prompt: str = ""
+    """The prompt of evaluation traffic (last user message, or a completion's prompt), so a
+    graded answer can be traced to its question; empty for other traffic. In memory only: the
+    evaluation log keeps its SHA-256, and the text itself only when content capture is on."""
     reference_depth: int | None = None
     energy_j: float | None = None
     """Energy apportioned to this request (J); ``None`` when no method could measure it."""

@@ -8,6 +8,7 @@ scripts/setup.sh test
 # Real components used by integration tests. Installed when we may (root); otherwise say so.
 need=()
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v chromium >/dev/null 2>&1 || need+=(chromium fonts-dejavu-core)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "quanttrap test: installing Debian packages: ${need[*]}"

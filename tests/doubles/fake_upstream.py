@@ -11,10 +11,20 @@ lets a test control its behaviour at run time through ``POST /_double/config``:
     break_after_chunks   streams: drop the connection after N content chunks
     reply_words          how many words the canned reply has
     answers              {substring of the last user message: reply text} for scripted replies
+    solve                {"accuracy": 0.9, "seed": 0}: answer multi-hop and GSM8K questions,
+                         right for a share ``accuracy`` of the questions (see below)
 
 ``GET /_double/requests`` lists what it received (path, selected headers, body); a request
 whose last message is a ``tool`` turn is answered with the tool's result, and a request that
 offers ``tools`` is answered with a call to the first tool, so agent round trips can be tested.
+
+In ``solve`` mode the double reads a synthetic multi-hop question (``k = 7. m = k + 5. What
+is m?``) and computes its answer, or looks a GSM8K test question up in the shipped set, and
+replies ``reply_words`` words ending ``#### <answer>``. Whether it answers right is decided
+by a stable hash of (seed, question): a question is answered right iff its hash falls below
+``accuracy``, so two doubles with the same seed are right on nested sets of questions (hard
+questions are hard for both) — paired verdicts as a real model pair would give. A wrong
+answer is the right one plus 7. Questions it cannot read get the canned reply.
 
 Run it: ``python -m tests.doubles.fake_upstream --port 9001 --name bf16``.
 """
@@ -23,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import re
 import time
 import uuid
 from typing import Any
@@ -70,6 +82,61 @@ def _last_user_text(body: dict[str, Any]) -> str:
     return prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
 
 
+_DEFINITION = re.compile(r"([a-z]) = ([a-z]|\d+)(?: ([+\-*]) ([a-z]|\d+))?\.")
+_TARGET = re.compile(r"What is ([a-z])\?")
+_GSM8K: dict[str, int] = {}
+
+
+def _multihop_answer(question: str) -> int | None:
+    target = _TARGET.search(question)
+    if target is None:
+        return None
+    values: dict[str, int] = {}
+
+    def value(token: str) -> int:
+        return int(token) if token.isdigit() else values[token]
+
+    try:
+        for name, left, op, right in _DEFINITION.findall(question):
+            x = value(left)
+            if op:
+                y = value(right)
+                x = x + y if op == "+" else x - y if op == "-" else x * y
+            values[name] = x
+        return values[target.group(1)]
+    except KeyError:
+        return None
+
+
+def _gsm8k_answer(question: str) -> int | None:
+    if not _GSM8K:
+        from scoring.datasets.gsm8k import iter_gsm8k
+
+        for item in iter_gsm8k():
+            if item.gold == item.gold.to_integral_value():
+                _GSM8K[item.question] = int(item.gold)
+    return _GSM8K.get(question)
+
+
+def _solved(state: DoubleState, question: str) -> list[str] | None:
+    """The reply pieces of ``solve`` mode, or ``None`` for a question it cannot read."""
+    solve = state.get("solve", None)
+    if not solve:
+        return None
+    answer = _multihop_answer(question)
+    if answer is None:
+        answer = _gsm8k_answer(question)
+    if answer is None:
+        return None
+    digest = hashlib.sha256(f"{solve.get('seed', 0)}|{question}".encode()).digest()
+    right = int.from_bytes(digest[:8], "big") / 2**64 < float(solve.get("accuracy", 1.0))
+    given = answer if right else answer + 7
+    n = max(3, int(state.get("reply_words", 8)))
+    filler = ["Working", "through", "it", "step", "by", "step.", *(f"w{i}" for i in range(n))]
+    words = [*filler[: n - 2], "####", str(given)]
+    return [w + " " for w in words]
+
+
 def _plan_reply(
     state: DoubleState, body: dict[str, Any]
 ) -> tuple[list[str], dict[str, Any] | None]:
@@ -86,6 +153,9 @@ def _plan_reply(
         }
         return [], call
     question = _last_user_text(body)
+    solved = _solved(state, question)
+    if solved is not None:
+        return solved, None
     for key, answer in state.get("answers", {}).items():
         if key in question:
             return [piece + " " for piece in str(answer).split(" ")], None

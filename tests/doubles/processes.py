@@ -106,6 +106,11 @@ def start_proxy(
     timeout: float = 60.0,
 ) -> Process:
     port = free_port()
+    # The evaluation log goes beside the test's logs, never into the working tree.
+    env = {
+        "QUANTTRAP_SCORING__STORE__PATH": str(log_dir / f"quanttrap-{port}.sqlite3"),
+        **(env or {}),
+    }
     proc = Process(
         [*quanttrap_command(), "serve", "--config", str(config), "--port", str(port), *extra],
         port,

@@ -1,0 +1,199 @@
+"""Canary evaluation traffic: the proxy asks every variant the same graded questions itself.
+
+Every ``60 / scoring.canary.rate_per_minute`` seconds, per model, the next item of the canary
+set (by default the synthetic multi-hop generator's held-out split; optionally the shipped
+GSM8K test set) is sent to **every** variant, pinned to it, with role ``canary``. The same
+item to all variants makes their verdicts paired (McNemar), like shadow pairs.
+
+Canaries go through the same :class:`~proxy.completions.CompletionService` path as user
+requests (``service.handle`` with a pinned variant and a discarded response), so they are
+routed, timed, recorded and metered exactly like user traffic; they are never shadowed.
+
+Low priority: at most ``max_in_flight`` canaries per variant at once, and a variant that
+already serves ``busy_in_flight`` user requests is skipped for that round (counted as
+``skipped_busy``): canaries take idle capacity, never a busy variant's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from proxy.completions import CompletionService, RequestMeta
+from proxy.config import ModelConfig, Settings
+from proxy.errors import APIError
+from scoring.config import CanaryConfig
+from scoring.datasets import multihop
+from scoring.datasets.gsm8k import iter_gsm8k
+from telemetry.scoring_metrics import ScoringMetrics
+
+__all__ = ["CanaryItem", "CanaryRunner", "load_canary_items"]
+
+log = logging.getLogger("quanttrap.canary")
+
+_MULTIHOP_ITEMS = 512
+"""Distinct multi-hop problems in the canary cycle (depths 1-8, 64 of each)."""
+
+Register = Callable[[str, str, str], None]
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryItem:
+    """One canary question: its id in the dataset, the chat messages and the reference."""
+
+    item_id: str
+    messages: tuple[dict[str, str], ...]
+    expected: str
+    dataset: str
+
+
+def load_canary_items(config: CanaryConfig) -> list[CanaryItem]:
+    """The canary cycle for ``config.dataset`` (blocking: reads or generates the set)."""
+    if config.dataset == "gsm8k":
+        return [
+            CanaryItem(
+                f"gsm8k/test/{item.index}",
+                ({"role": "user", "content": item.question},),
+                item.answer,
+                "gsm8k",
+            )
+            for item in iter_gsm8k()
+        ]
+    items = multihop.generate(_MULTIHOP_ITEMS, seed=config.seed, split="eval")
+    return [
+        CanaryItem(
+            f"multihop/seed{config.seed}/{i}",
+            tuple(multihop.as_chat_messages(item)),
+            str(item.answer),
+            "multihop",
+        )
+        for i, item in enumerate(items)
+    ]
+
+
+class CanaryRunner:
+    """Sends canary rounds per model until stopped (see the module docstring)."""
+
+    def __init__(
+        self,
+        service: CompletionService,
+        settings: Settings,
+        *,
+        register: Register,
+        metrics: ScoringMetrics | None = None,
+        items: Sequence[CanaryItem] | None = None,
+    ) -> None:
+        self.config = settings.scoring.canary
+        self._service = service
+        self._models = settings.models
+        self._register = register
+        self._metrics = metrics
+        self._items: Sequence[CanaryItem] = items or ()
+        self._boot = uuid.uuid4().hex[:8]  # round keys never collide with a previous run's
+        self.in_flight: dict[tuple[str, str], int] = {
+            (m.name, v.name): 0 for m in settings.models for v in m.variants
+        }
+        self.counts: dict[tuple[str, str, str], int] = {}
+        """(model, variant, outcome) -> probes; outcome: sent, completed, failed,
+        skipped_busy, skipped_in_flight."""
+        self._loops: list[asyncio.Task[None]] = []
+        self._probes: set[asyncio.Task[None]] = set()
+
+    async def start(self) -> None:
+        if not self._items:
+            self._items = await asyncio.to_thread(load_canary_items, self.config)
+        if not self._items:
+            raise ValueError(f"canary dataset {self.config.dataset!r} has no items")
+        for model in self._models:
+            self._loops.append(asyncio.create_task(self._run(model), name=f"canary-{model.name}"))
+
+    async def stop(self) -> None:
+        tasks = [*self._loops, *self._probes]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._loops.clear()
+
+    async def _run(self, model: ModelConfig) -> None:
+        interval = 60.0 / self.config.rate_per_minute
+        round_no = 0
+        next_at = time.monotonic()
+        while True:
+            next_at += interval
+            await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+            if time.monotonic() - next_at > interval:
+                next_at = time.monotonic()  # fell behind (a stalled loop): do not burst
+            self.launch_round(model, round_no)
+            round_no += 1
+
+    def launch_round(self, model: ModelConfig, round_no: int) -> int:
+        """Send round ``round_no``'s item to every variant that has room; return how many."""
+        item = self._items[round_no % len(self._items)]
+        pair_key = f"canary-{self._boot}-{round_no}"
+        launched = 0
+        for variant in model.variants:
+            key = (model.name, variant.name)
+            mine = self.in_flight[key]
+            if mine >= self.config.max_in_flight:
+                self._count(key, "skipped_in_flight")
+                continue
+            users = self._service.in_flight.get(key, 0) - mine
+            if users >= self.config.busy_in_flight:
+                self._count(key, "skipped_busy")
+                continue
+            self.in_flight[key] = mine + 1
+            self._count(key, "sent")
+            task = asyncio.create_task(self._probe(model.name, variant.name, item, pair_key))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
+            launched += 1
+        return launched
+
+    async def _probe(self, model: str, variant: str, item: CanaryItem, pair_key: str) -> None:
+        key = (model, variant)
+        request_id = f"canary-{uuid.uuid4().hex[:16]}"
+        self._register(request_id, item.item_id, pair_key)
+        meta = RequestMeta(request_id, time.perf_counter(), time.time())
+        meta.pinned = variant
+        meta.expected_answer = item.expected
+        meta.dataset = item.dataset
+        meta.role = "canary"
+        meta.forward_headers = {"x-request-id": request_id, "x-quanttrap-role": "canary"}
+        body: dict[str, Any] = {
+            "model": model,
+            "messages": [dict(m) for m in item.messages],
+            "max_tokens": self.config.max_tokens,
+            "temperature": 0,
+        }
+        if self.config.stream:
+            body["stream"] = True
+        outcome = "completed"
+        try:
+            await self._service.handle("chat", body, meta, _discard)
+        except APIError as exc:
+            outcome = "failed"
+            log.info("canary to %s/%s failed: %s", model, variant, exc.message)
+        except Exception:
+            outcome = "failed"
+            log.exception("canary to %s/%s failed unexpectedly", model, variant)
+        finally:
+            self.in_flight[key] -= 1
+        self._count(key, outcome)
+
+    def _count(self, key: tuple[str, str], outcome: str) -> None:
+        full = (key[0], key[1], outcome)
+        self.counts[full] = self.counts.get(full, 0) + 1
+        if self._metrics is not None:
+            self._metrics.canary(key[0], key[1], outcome)
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    """The ASGI ``send`` of a canary: nobody reads the answer but the record sinks."""
