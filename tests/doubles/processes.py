@@ -28,7 +28,12 @@ class Process:
     """A child process serving HTTP on ``port``; stopped by :meth:`stop` (SIGTERM, then kill)."""
 
     def __init__(
-        self, args: Sequence[str], port: int, log: Path, env: dict[str, str] | None = None
+        self,
+        args: Sequence[str],
+        port: int,
+        log: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
     ):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -36,7 +41,7 @@ class Process:
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
             list(args),
-            cwd=ROOT,
+            cwd=cwd or ROOT,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ, **(env or {})},
@@ -106,16 +111,15 @@ def start_proxy(
     timeout: float = 60.0,
 ) -> Process:
     port = free_port()
-    # The evaluation log goes beside the test's logs, never into the working tree.
-    env = {
-        "QUANTTRAP_SCORING__STORE__PATH": str(log_dir / f"quanttrap-{port}.sqlite3"),
-        **(env or {}),
-    }
+    # Run in the test's folder: relative paths (the default evaluation log, ./quanttrap-data)
+    # land beside the test's logs, never in the working tree.
+    env = {"PYTHONPATH": str(ROOT), **(env or {})}
     proc = Process(
         [*quanttrap_command(), "serve", "--config", str(config), "--port", str(port), *extra],
         port,
         log_dir / f"proxy-{port}.log",
         env=env,
+        cwd=log_dir,
     )
     proc.wait_http("/healthz", timeout=timeout)
     return proc

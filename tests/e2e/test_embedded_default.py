@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,7 +41,10 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Process]:
 
 
 def test_prints_the_api_and_metrics_urls(embedded: Process) -> None:
-    out = embedded.output()
+    # The URLs are printed once uvicorn reports it listens: poll briefly for them.
+    deadline = time.monotonic() + 10
+    while "metrics:" not in (out := embedded.output()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert f"OpenAI API: http://127.0.0.1:{embedded.port}/v1" in out
     assert f"metrics:    http://127.0.0.1:{embedded.port}/metrics" in out
     models = httpx.get(embedded.url + "/v1/models").json()["data"]
