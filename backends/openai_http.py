@@ -12,7 +12,6 @@ is a :class:`BackendTimeout` (failover is safe), one during a stream a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -93,7 +92,7 @@ class OpenAIHTTPBackend:
             ) as resp:
                 await resp.read()
                 ok = resp.status < 500 and resp.status not in (404,)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             ok = False
         self._ready, self._ready_at = ok, time.monotonic()
         return ok
@@ -109,7 +108,7 @@ class OpenAIHTTPBackend:
                 data=orjson.dumps(body),
                 headers=self._headers(request.headers),
             )
-        except (asyncio.TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise BackendTimeout(f"{self.name}: no response within the timeout") from exc
         except (aiohttp.ClientError, OSError) as exc:
             raise BackendConnectError(f"{self.name}: {exc}") from exc
@@ -126,7 +125,7 @@ class OpenAIHTTPBackend:
             )
         try:
             data = await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             resp.release()
             raise BackendTimeout(f"{self.name}: body not received: {exc}") from exc
         return BackendResponse(status=resp.status, body=data, content_type=content_type)
@@ -155,7 +154,7 @@ class OpenAIHTTPBackend:
                     yield payloads
                     if payloads[-1] == b"[DONE]":
                         return
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise BackendStreamError(
                 f"{self.name}: stream broke: {exc or type(exc).__name__}"
             ) from exc
@@ -183,7 +182,7 @@ class OpenAIHTTPBackend:
     async def _read_or_empty(resp: aiohttp.ClientResponse) -> bytes:
         try:
             return await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError, OSError):
+        except (TimeoutError, aiohttp.ClientError, OSError):
             return b""
         finally:
             resp.release()

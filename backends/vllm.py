@@ -202,7 +202,7 @@ class VllmLauncher:
             self._signal_group(process, signal.SIGTERM)
             try:
                 await asyncio.wait_for(process.wait(), self.config.stop_timeout_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 logger.warning(
                     "variant %s: vLLM ignored SIGTERM for %gs; killing it",
                     self.name,

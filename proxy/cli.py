@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default from config: 8000)")
     serve.set_defaults(handler=_serve)
     # Each package owns its commands; the CLI only gathers them.
+    from grafana.commands import add_commands as add_grafana_commands
     from proxy.status_cli import add_commands as add_status_commands
     from scoring.commands import add_commands as add_scoring_commands
     from telemetry.commands import add_commands as add_telemetry_commands
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_scoring_commands(sub)
     add_status_commands(sub)
     add_telemetry_commands(sub)
+    add_grafana_commands(sub)
     return parser
 
 
