@@ -133,10 +133,21 @@ def test_tagged_traffic_from_the_openai_client_is_graded(stack: dict[str, Any]) 
 def test_status_reports_the_trap_and_the_good_variant(stack: dict[str, Any]) -> None:
     url = stack["procs"]["proxy"].url
     status = _wait_for(url, {"nf4": "full_trap", "int8": "no_trap"})
+
+    def headline(status: dict[str, Any]) -> dict[str, Any]:
+        nf4 = _variants(status)["nf4"]
+        return next(r for r in nf4["buckets"] if r["batch_size_bucket"] == nf4["headline_bucket"])
+
+    # The regime can be reached on tagged traffic before any canary round has paired up (a
+    # slow, loaded machine): wait, bounded, for the paired evidence too.
+    deadline = time.monotonic() + 30
+    while not headline(status)["paired"]["anchor_only"] and time.monotonic() < deadline:
+        time.sleep(0.25)
+        status = _status(url)
     variants = _variants(status)
     nf4, int8 = variants["nf4"], variants["int8"]
     assert nf4["trap"] is True and int8["trap"] is False
-    row = next(r for r in nf4["buckets"] if r["batch_size_bucket"] == nf4["headline_bucket"])
+    row = headline(status)
     assert row["significant"]["less_accurate"] is True and row["significant"]["slower"] is True
     assert row["accuracy_difference"]["high"] < -0.01
     assert row["cor"]["low"] > 0  # significantly slower than the anchor
