@@ -34,6 +34,7 @@ __all__ = [
     "PanelIds",
     "Query",
     "base_dashboard",
+    "depth_table_panel",
     "markdown",
     "stat_panel",
     "table_panel",
@@ -202,6 +203,44 @@ def table_panel(
         .description(description)
         .datasource(DATASOURCE)
         .targets(_targets([query]))
+        .span(span)
+        .height(8)
+    )
+
+
+def depth_table_panel(
+    ids: PanelIds,
+    title: str,
+    description: str,
+    queries: Sequence[Query],
+    columns: Sequence[str],
+    *,
+    span: int = 24,
+) -> table.Panel:
+    """A table of instant queries sharing labels, one column per query (``Value #A`` ...).
+
+    Grafana's ``merge`` joins the queries' rows on their labels; ``organize`` names the value
+    columns and hides the evaluation time.
+    """
+    names = {f"Value #{chr(ord('A') + i)}": column for i, column in enumerate(columns)}
+    return (
+        table.Panel()
+        .id(ids())
+        .title(title)
+        .description(description)
+        .datasource(DATASOURCE)
+        .targets(_targets(queries))
+        .transformations(
+            [
+                model.DataTransformerConfig(id_val="merge", options={}),
+                model.DataTransformerConfig(
+                    id_val="organize",
+                    options={"excludeByName": {"Time": True}, "renameByName": names},
+                ),
+            ]
+        )
+        .unit("percentunit")
+        .decimals(3)
         .span(span)
         .height(8)
     )

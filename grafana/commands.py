@@ -22,7 +22,8 @@ def add_commands(subparsers: Any) -> None:
             "Render the Grafana dashboards (JSON) and the Prometheus recording and alerting "
             "rules (YAML) into DIR/dashboards and DIR/rules. The recording rules compute the "
             "fleet-wide SI with the scoring settings of --config (window, weights, lambda, "
-            "policy, sample gates, declared memory), so pass the config the proxies run with."
+            "policy, sample gates), so pass the config the proxies run with; memory comes "
+            "from the proxies' own quanttrap_variant_memory_bytes series."
         ),
     )
     p.add_argument("--out", metavar="DIR", default="quanttrap-export", help="output folder")

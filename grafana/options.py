@@ -1,8 +1,8 @@
 """What the generated rules depend on: the scoring settings and the alert thresholds.
 
-The recording rules must compute the SI with the same window, weights, λ, policy, sample
-gates and declared memory as the proxies they aggregate, so they are generated from the
-same :class:`~scoring.config.ScoringConfig` (``quanttrap export --config FILE`` reads it from
+The recording rules must compute the SI with the same window, weights, λ, policy and sample
+gates as the proxies they aggregate, so they are generated from the same
+:class:`~scoring.config.ScoringConfig` (``quanttrap export --config FILE`` reads it from
 the proxy's config file; without one, the defaults). Alert thresholds that have no
 counterpart in the proxy's config are here, each with the reason for its default.
 """

@@ -3,11 +3,10 @@
 Fleet-wide numbers come from the recording rules (``quanttrap:*``, every replica summed);
 intervals, regimes and trap flags from the proxies' own live scorer (``quanttrap_*`` gauges,
 per replica: the panels take the min / max across replicas). Accuracy **by reasoning depth**
-is not exported as a metric: the graded-evaluation counter has no depth label, and the
-reference-depth histogram (``quanttrap_hops_reference``) has no outcome label and is not
-filled today (the proxy does not set ``RequestRecord.reference_depth``; the grader learns the
-depth later). The dashboard says so and shows accuracy with its interval; per-depth verdicts
-are in the evaluation log (``GET /quanttrap/v1/evaluations``).
+is computed in the panel's own PromQL from the graded-evaluation counter's depth-bucket label
+(the canary item's depth, the client's ``X-Quanttrap-Depth`` / ``metadata.reference_depth``,
+else what the reference shows), with the Wilson interval of :func:`scoring.stats.wilson_interval`
+written out, over the dashboard's time range.
 """
 
 from __future__ import annotations
@@ -19,27 +18,25 @@ from grafana._panels import (
     PanelIds,
     Query,
     base_dashboard,
+    depth_table_panel,
     markdown,
     stat_panel,
     table_panel,
     timeseries_panel,
 )
+from grafana.recording import window_increase
 from grafana.series import Label, Record, Series
+from scoring.stats import z_critical
 
-__all__ = ["UID", "overview_dashboard"]
+__all__ = ["UID", "depth_accuracy_queries", "overview_dashboard"]
 
 UID = "quanttrap-overview"
 
 _M, _V, _B = Label.MODEL, Label.VARIANT, Label.BUCKET
 _ROW_BY = f"{_M}, {_V}, {_B}"
 _LEGEND = "{{quanttrap_variant}} · bucket {{quanttrap_batch_size_bucket}}"
-_DEPTH_NOTE = (
-    "**Accuracy by reasoning depth is not exported as a metric**: graded evaluations are "
-    "counted by outcome without the reference's depth, and the reference-depth histogram "
-    "(`quanttrap_hops_reference`) has no outcome (and is not filled by the proxy yet). Shown "
-    "here: accuracy with its Wilson interval. Per-depth verdicts are in the evaluation log "
-    "(`GET /quanttrap/v1/evaluations`, `quanttrap status --wrong`)."
-)
+_DEPTH_BY = f"{_M}, {_V}, {Label.DEPTH_BUCKET}"
+_Z2_HALF = repr(z_critical(0.95) ** 2 / 2)
 
 
 def _sel(metric: str, extra: str = "", *, bucket: bool = True) -> str:
@@ -49,6 +46,34 @@ def _sel(metric: str, extra: str = "", *, bucket: bool = True) -> str:
     if extra:
         matchers.append(extra)
     return f"{metric}{{{','.join(matchers)}}}"
+
+
+def _matchers(extra: str = "") -> str:
+    found = [f'{_M}=~"$model"', f'{_V}=~"$variant"', f'{_B}=~"$bucket"']
+    return ",".join([*found, extra] if extra else found)
+
+
+def depth_accuracy_queries() -> tuple[str, str, str]:
+    """Accuracy, Wilson 95 % low and high per (model, variant, depth bucket), over the range.
+
+    ``n`` graded and ``c`` correct evaluations in ``$__range`` (summed over replicas, roles,
+    datasets and batch-size buckets). :func:`scoring.stats.wilson_interval`'s
+    ``(p + z²/2n ± z·sqrt(p(1 − p)/n + z²/4n²)) / (1 + z²/n)`` with ``p = c / n``, multiplied
+    through by ``n``, is ``(c + z²/2 ± z·sqrt(c(n − c)/n + z²/4)) / (n + z²)``: each count
+    written out fewer times. Clipped to [0, 1] as there.
+    """
+    w = "$__range"
+    n = f"({window_increase(Series.EVAL_GRADED, _DEPTH_BY, w, _matchers())} > 0)"
+    correct = window_increase(
+        Series.EVAL_GRADED, _DEPTH_BY, w, _matchers(f'{Label.OUTCOME}="correct"')
+    )
+    c = f"({correct} or (0 * {n}))"  # no "correct" series: 0 right, not absent
+    z = z_critical(0.95)
+    centre = f"({c} + {_Z2_HALF})"
+    half = f"({z!r} * sqrt({c} * ({n} - {c}) / {n} + {z * z / 4!r}))"
+    low = f"clamp_min(({centre} - {half}) / ({n} + {z * z!r}), 0)"
+    high = f"clamp_max(({centre} + {half}) / ({n} + {z * z!r}), 1)"
+    return f"{c} / {n}", low, high
 
 
 def overview_dashboard() -> dashboard.Dashboard:
@@ -160,7 +185,20 @@ def overview_dashboard() -> dashboard.Dashboard:
     )
 
     d = d.with_row(dashboard.Row("Accuracy").id(ids()))
-    d = d.with_panel(markdown(ids, "Accuracy by reasoning depth", _DEPTH_NOTE, height=3))
+    accuracy, low, high = depth_accuracy_queries()
+    d = d.with_panel(
+        depth_table_panel(
+            ids,
+            "Accuracy by reasoning depth",
+            "Graded accuracy per reasoning-depth bucket (steps the reference needs: the "
+            "canary item's, the client's X-Quanttrap-Depth / metadata.reference_depth, else "
+            "what the reference shows; unknown otherwise) with its Wilson 95 % interval, over "
+            "the dashboard's time range, all replicas. Compare a variant with its anchor "
+            "bucket by bucket: a trap often opens at depth.",
+            [Query(accuracy, instant=True), Query(low, instant=True), Query(high, instant=True)],
+            ("accuracy", "Wilson low", "Wilson high"),
+        )
+    )
     d = d.with_panel(
         timeseries_panel(
             ids,

@@ -13,7 +13,9 @@ TPS           generated tokens / generation seconds (``quanttrap_generation_*``)
               side has ``trap.min_requests`` successful requests
 energy        J per query of the most preferred method (NVML counter, NVML power, HLI) that
               has ``trap.min_requests`` measured queries on both sides — never a mix
-memory        peak GB declared in ``scoring.memory_gb`` (the proxy exports no memory series)
+memory        the residency each proxy exports for the variant
+              (``quanttrap_variant_memory_bytes``: declared in ``scoring.memory_gb``, or the
+              engine's report), the largest over replicas; none while no proxy knows it
 ============  ==============================================================================
 
 The anchor of each model is read from the proxy's own ``quanttrap_regime{...="anchor"}``
@@ -23,7 +25,7 @@ so that every formula is a one-to-one operation between series with the same lab
 
 Differences from the in-process windows, by construction: for a series older than the
 window, ``increase()`` extrapolates to the window's ends (a series newer than the window is
-counted exactly, see :func:`_increase`); the proxy's window moves in ``slot_s`` steps; and
+counted exactly, see :func:`window_increase`); the proxy's window moves in ``slot_s`` steps; and
 the speed gate counts successful requests (the proxy counts requests with a measured speed).
 """
 
@@ -36,7 +38,7 @@ from grafana.series import Label, Record, Series
 from scoring.promql import Input, render, si_expressions
 from scoring.row import ENERGY_METHOD_PREFERENCE
 
-__all__ = ["PILLARS", "recording_groups"]
+__all__ = ["PILLARS", "recording_groups", "window_increase"]
 
 PILLARS = ("trust", "economic", "energy")
 """The ``quanttrap_pillar_name`` values, as the proxy's ``quanttrap_pillar`` gauge has them."""
@@ -61,7 +63,7 @@ def _record(name: str, expr: str, labels: dict[str, str] | None = None) -> Rule:
     return rule
 
 
-def _increase(metric: str, by: str, window: str, matchers: str = "") -> str:
+def window_increase(metric: str, by: str, window: str, matchers: str = "") -> str:
     """What the counters counted in the window, summed over replicas and roles.
 
     ``increase()`` alone cannot count what a series counted before its first scrape: a
@@ -76,36 +78,34 @@ def _increase(metric: str, by: str, window: str, matchers: str = "") -> str:
 
 def _input_rules(opts: RuleOptions) -> list[Rule]:
     w = opts.window
-    correct = _increase(Series.EVAL_GRADED, _ROW, w, f'{Label.OUTCOME}="correct"')
-    tokens = _increase(Series.GENERATION_TOKENS, _ROW, w)
-    seconds = _increase(Series.GENERATION_DURATION, _ROW, w)
-    joules = _increase(f"{Series.REQUEST_ENERGY}_sum", _ROW_METHOD, w)
+    correct = window_increase(Series.EVAL_GRADED, _ROW, w, f'{Label.OUTCOME}="correct"')
+    tokens = window_increase(Series.GENERATION_TOKENS, _ROW, w)
+    seconds = window_increase(Series.GENERATION_DURATION, _ROW, w)
+    joules = window_increase(f"{Series.REQUEST_ENERGY}_sum", _ROW_METHOD, w)
     rules = [
-        _record(Record.GRADED, _increase(Series.EVAL_GRADED, _ROW, w)),
+        _record(Record.GRADED, window_increase(Series.EVAL_GRADED, _ROW, w)),
         # A variant that answered nothing right has no "correct" series: 0, not absent.
         _record(Record.CORRECT, f"{correct} or (0 * {Record.GRADED})"),
         _record(Record.ACCURACY, f"{Record.CORRECT} / ({Record.GRADED} > 0)"),
         _record(Record.TOKENS_PER_SECOND, f"({tokens} / ({seconds} > 0)) > 0"),
         _record(
             Record.REQUESTS_OK,
-            _increase(Series.REQUESTS, _ROW, w, f'{Label.STATUS_CLASS}="2xx"'),
+            window_increase(Series.REQUESTS, _ROW, w, f'{Label.STATUS_CLASS}="2xx"'),
         ),
-        _record(Record.ENERGY_QUERIES, _increase(f"{Series.REQUEST_ENERGY}_count", _ROW_METHOD, w)),
+        _record(
+            Record.ENERGY_QUERIES, window_increase(f"{Series.REQUEST_ENERGY}_count", _ROW_METHOD, w)
+        ),
         _record(Record.ENERGY_PER_QUERY, f"{joules} / ({Record.ENERGY_QUERIES} > 0)"),
         _record(
             Record.ANCHOR,
             f'max by ({_MV}) ({Series.REGIME}{{{Label.REGIME}="anchor"}}) == 1',
         ),
     ]
-    for model, variants in sorted(opts.scoring.memory_gb.items()):
-        for variant, gb in sorted(variants.items()):
-            rules.append(
-                _record(
-                    Record.MEMORY,
-                    f"vector({gb!r})",
-                    {Label.MODEL: model, Label.VARIANT: variant},
-                )
-            )
+    # The proxies export what they compare (declared or the engine's report), so the rules
+    # need no memory of their own; replicas can differ (peak RSS): the largest is taken.
+    rules.append(
+        _record(Record.MEMORY, f"max by ({_MV}) ({Series.VARIANT_MEMORY}) / 1e9"),
+    )
     return rules
 
 
@@ -235,8 +235,10 @@ def _z_rule(opts: RuleOptions) -> str:
 def _shadow_rules(opts: RuleOptions) -> list[Rule]:
     by = f"{Label.MODEL}, {Label.PRIMARY}, {Label.VARIANT}"
     w = opts.window
-    compared = _increase(Series.SHADOW_COMPARISONS, by, w, f'{Label.AGREEMENT}=~"agree|disagree"')
-    disagree = _increase(Series.SHADOW_COMPARISONS, by, w, f'{Label.AGREEMENT}="disagree"')
+    compared = window_increase(
+        Series.SHADOW_COMPARISONS, by, w, f'{Label.AGREEMENT}=~"agree|disagree"'
+    )
+    disagree = window_increase(Series.SHADOW_COMPARISONS, by, w, f'{Label.AGREEMENT}="disagree"')
     return [
         _record(Record.SHADOW_COMPARED, compared),
         _record(

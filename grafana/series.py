@@ -53,6 +53,8 @@ class Label:
     PRIMARY: Final = label(ScoringKey.PRIMARY)
     AGREEMENT: Final = label(ScoringKey.AGREEMENT)
     CANARY_OUTCOME: Final = label(ScoringKey.CANARY_OUTCOME)
+    MEMORY_METHOD: Final = label(ScoringKey.MEMORY_METHOD)
+    DEPTH_BUCKET: Final = label(ScoringKey.DEPTH_BUCKET)
 
 
 class Series:
@@ -90,6 +92,7 @@ class Series:
     TRAP: Final = _name(ScoringMetric.TRAP)
     WINDOW_SAMPLES: Final = _name(ScoringMetric.WINDOW_SAMPLES)
     SHADOW_AGREEMENT: Final = _name(ScoringMetric.SHADOW_AGREEMENT)
+    VARIANT_MEMORY: Final = _name(ScoringMetric.VARIANT_MEMORY, "By")
     EVAL_GRADED: Final = _name(ScoringMetric.EVAL_GRADED, counter=True)
     GENERATION_TOKENS: Final = _name(ScoringMetric.GENERATION_TOKENS, counter=True)
     GENERATION_DURATION: Final = _name(ScoringMetric.GENERATION_DURATION, "s", counter=True)

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from backends.base import Backend
-from proxy.completions import CompletionService, RecordSink, RequestMeta
+from proxy.completions import CompletionService, RecordSink, RequestMeta, parse_reference_depth
 from proxy.config import Settings
 from proxy.errors import APIError
 from proxy.shadow import PairSink
@@ -219,6 +219,8 @@ class QuanttrapApp:
                 meta.expected_answer = value.decode("utf-8", errors="replace")
             elif name == b"x-quanttrap-dataset":
                 meta.dataset = value.decode("latin-1")[:64]
+            elif name == b"x-quanttrap-depth":
+                meta.reference_depth = parse_reference_depth(value)
             elif name == b"content-length" and value.isdigit() and int(value) > self._max_body:
                 raise _too_large(self._max_body)
         if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():

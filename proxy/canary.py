@@ -45,12 +45,14 @@ Register = Callable[[str, str, str], None]
 
 @dataclass(frozen=True, slots=True)
 class CanaryItem:
-    """One canary question: its id in the dataset, the chat messages and the reference."""
+    """One canary question: its id in the dataset, the chat messages, the reference and the
+    reasoning steps the reference takes (``depth``: accuracy is reported by depth)."""
 
     item_id: str
     messages: tuple[dict[str, str], ...]
     expected: str
     dataset: str
+    depth: int | None = None
 
 
 def load_canary_items(config: CanaryConfig) -> list[CanaryItem]:
@@ -62,6 +64,7 @@ def load_canary_items(config: CanaryConfig) -> list[CanaryItem]:
                 ({"role": "user", "content": item.question},),
                 item.answer,
                 "gsm8k",
+                item.depth,
             )
             for item in iter_gsm8k()
         ]
@@ -72,6 +75,7 @@ def load_canary_items(config: CanaryConfig) -> list[CanaryItem]:
             tuple(multihop.as_chat_messages(item)),
             str(item.answer),
             "multihop",
+            item.depth,
         )
         for i, item in enumerate(items)
     ]
@@ -165,6 +169,7 @@ class CanaryRunner:
         meta.pinned = variant
         meta.expected_answer = item.expected
         meta.dataset = item.dataset
+        meta.reference_depth = item.depth
         meta.role = "canary"
         meta.forward_headers = {"x-request-id": request_id, "x-quanttrap-role": "canary"}
         body: dict[str, Any] = {

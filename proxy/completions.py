@@ -38,7 +38,14 @@ from proxy.shadow import PairSink, PendingPair, ShadowDispatcher
 from scoring.records import RequestRecord, Role
 from telemetry import PendingRecord, RequestTelemetry, Telemetry
 
-__all__ = ["CompletionService", "RecordSink", "RequestMeta", "Send"]
+__all__ = [
+    "MAX_REFERENCE_DEPTH",
+    "CompletionService",
+    "RecordSink",
+    "RequestMeta",
+    "Send",
+    "parse_reference_depth",
+]
 
 log = logging.getLogger("quanttrap.proxy")
 
@@ -65,6 +72,9 @@ class RequestMeta:
     """Reference answer of evaluation traffic (header ``X-Quanttrap-Expected`` or
     ``metadata.expected_answer``); never forwarded to the model."""
     dataset: str | None = None
+    reference_depth: int | None = None
+    """Reasoning steps the reference needs (header ``X-Quanttrap-Depth`` or
+    ``metadata.reference_depth``, or the canary item's); never forwarded to the model."""
     role: Role = "primary"
     """``canary`` for the proxy's own evaluation prompts (never shadowed)."""
     disconnected: bool = False
@@ -454,6 +464,7 @@ class CompletionService:
             expected_answer=meta.expected_answer,
             dataset=meta.dataset,
             prompt="" if meta.expected_answer is None else _prompt_text(request.body),
+            reference_depth=meta.reference_depth,
         )
 
     def _cancelled_record(
@@ -586,7 +597,31 @@ def _loads(payload: bytes) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-_EVAL_KEYS = frozenset({"expected_answer", "dataset"})
+_EVAL_KEYS = frozenset({"expected_answer", "dataset", "reference_depth"})
+
+MAX_REFERENCE_DEPTH = 64
+"""Deepest reasoning depth a client may tag (deeper, or not an integer: ignored)."""
+
+
+def parse_reference_depth(value: object) -> int | None:
+    """A client's depth tag as an int in [0, :data:`MAX_REFERENCE_DEPTH`], else ``None``.
+
+    Accepts an integer or a string of digits (a header, or a metadata value: OpenAI's
+    ``metadata`` holds strings); anything else is ignored rather than refused, as the tag
+    only stratifies accuracy and must never fail the user's request.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        depth = value
+    elif isinstance(value, str | bytes):
+        text = value.strip()
+        if not (text.isascii() and text.isdigit()) or len(text) > 4:
+            return None
+        depth = int(text)
+    else:
+        return None
+    return depth if 0 <= depth <= MAX_REFERENCE_DEPTH else None
 
 
 def _take_evaluation_tags(
@@ -599,6 +634,9 @@ def _take_evaluation_tags(
     dataset = metadata.get("dataset")
     if dataset is not None:
         meta.dataset = str(dataset)
+    depth = parse_reference_depth(metadata.get("reference_depth"))
+    if depth is not None:
+        meta.reference_depth = depth
     rest = {k: v for k, v in metadata.items() if k not in _EVAL_KEYS}
     if rest:
         return {**body, "metadata": rest}

@@ -35,7 +35,7 @@ from proxy.config import ConfigError, Settings
 from scoring.comparison import compare_pair
 from scoring.config import ScoringConfig
 from scoring.evaluation import Processed, process_record
-from scoring.live import LiveScorer, MemoryInfo, ModelSpec
+from scoring.live import LiveScorer, MemoryInfo, MemorySource, ModelSpec
 from scoring.records import RequestRecord, ShadowPair
 from scoring.snapshot import LiveHistory, LiveSnapshot
 from scoring.store import EvaluationStore
@@ -225,6 +225,7 @@ class ScoringRuntime:
                     evaluation.dataset,
                     obs.bucket,
                     evaluation.correct,
+                    evaluation.depth,
                 )
             if obs.gen_tokens is not None and obs.gen_s is not None:
                 self.metrics.generation(
@@ -254,6 +255,7 @@ class ScoringRuntime:
             expected_answer=primary.expected_answer,
             dataset=primary.dataset,
             prompt=primary.prompt,
+            reference_depth=primary.reference_depth,
         )
         processed = process_record(
             shadow, pair_key=pair.pair_id, capture_content=self.capture_content
@@ -290,7 +292,7 @@ class ScoringRuntime:
             model, variant = key
             declared = self.config.memory_gb.get(model, {}).get(variant)
             if declared is not None:
-                out[key] = MemoryInfo(declared, "declared in scoring.memory_gb")
+                out[key] = MemoryInfo(declared, "declared in scoring.memory_gb", "config")
                 continue
             reader = getattr(backend, "memory", None)
             if reader is None:
@@ -299,10 +301,22 @@ class ScoringRuntime:
             try:
                 report = reader()
                 size = report.weights_bytes if basis == "weights" else report.peak_bytes
-                out[key] = MemoryInfo(size / 1e9, f"engine {basis}: {report.method}")
+                method = str(report.method)
+                source: MemorySource = "weights" if basis == "weights" else _peak_source(method)
+                out[key] = MemoryInfo(size / 1e9, f"engine {basis}: {method}", source)
             except Exception as exc:  # not loaded yet, or a backend without a usable report
                 out[key] = MemoryInfo(None, f"unknown ({exc})")
         return out
+
+
+def _peak_source(method: str) -> MemorySource:
+    """The bounded kind of an engine's peak, from what its ``MemoryReport.method`` says."""
+    peak = method.partition("peak:")[2] or method
+    if "cuda" in peak:
+        return "cuda_peak"  # torch.cuda.max_memory_allocated(device)
+    if "rss" in peak.lower():
+        return "cpu_rss"  # the process's ru_maxrss
+    return "peak"
 
 
 def attach_scoring(

@@ -162,7 +162,7 @@ def _variant_json(v: VariantStatus) -> dict[str, Any]:
         "trap": v.trap,
         "trap_buckets": [r.bucket for r in v.buckets if r.trap],
         "headline_bucket": head.bucket if head else None,
-        "memory": {"gb": v.memory_gb, "method": v.memory_method},
+        "memory": {"gb": v.memory_gb, "method": v.memory_method, "source": v.memory_source},
         "b_star": None
         if b is None
         else {

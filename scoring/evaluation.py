@@ -153,7 +153,9 @@ def process_record(
     if record.expected_answer is not None and record.ok:
         try:
             result = grade_answer(record.text, record.expected_answer, dataset)
-            depth = GRADERS[dataset].depth(record.expected_answer)
+            depth = record.reference_depth
+            if depth is None:  # not tagged: what the reference itself shows, if anything
+                depth = GRADERS[dataset].depth(record.expected_answer)
         except ValueError as exc:
             error = str(exc)
         else:

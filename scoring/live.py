@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Final, Literal
 
 from scoring.comparison import PairComparison
 from scoring.config import ScoringConfig
@@ -35,7 +36,7 @@ from scoring.windows import (
     SlidingWindow,
 )
 
-__all__ = ["LiveScorer", "MemoryInfo", "ModelSpec"]
+__all__ = ["MEMORY_SOURCES", "LiveScorer", "MemoryInfo", "MemorySource", "ModelSpec"]
 
 _MAX_OPEN_PAIRS = 4096
 """Prompts whose verdicts are waiting for their partner (oldest forgotten beyond it)."""
@@ -50,12 +51,31 @@ class ModelSpec:
     variants: tuple[tuple[str, int], ...]
 
 
+MemorySource = Literal["config", "weights", "cuda_peak", "cpu_rss", "peak", "unknown"]
+"""Where a residency figure came from, as a bounded metric label: declared in
+``scoring.memory_gb`` (``config``), the engine's weight storage (``weights``), its peak from
+``torch.cuda.max_memory_allocated`` (``cuda_peak``) or the process's peak RSS (``cpu_rss``),
+another engine peak (``peak``), or not known (``unknown``: no figure at all)."""
+MEMORY_SOURCES: Final[tuple[MemorySource, ...]] = (
+    "config",
+    "weights",
+    "cuda_peak",
+    "cpu_rss",
+    "peak",
+    "unknown",
+)
+
+
 @dataclass(frozen=True, slots=True)
 class MemoryInfo:
-    """A variant's memory residency in GB and how it was obtained (``unknown``: not known)."""
+    """A variant's memory residency in GB and how it was obtained (``unknown``: not known).
+
+    ``method`` is the human-readable account (status page); ``source`` its bounded kind.
+    """
 
     gb: float | None
     method: str
+    source: MemorySource = "unknown"
 
 
 _UNKNOWN_MEMORY = MemoryInfo(None, "unknown")
@@ -190,6 +210,7 @@ class LiveScorer:
                     is_anchor=name == anchor,
                     memory_gb=mem.gb,
                     memory_method=mem.method,
+                    memory_source=mem.source,
                     headline=_headline(rows, totals, spec.name, anchor),
                     buckets=tuple(rows),
                     trap=any(r.trap for r in rows),

@@ -109,6 +109,8 @@ class VariantStatus:
     trap: bool
     b_star: BatchThreshold | None
     b_star_note: str
+    memory_source: str = "unknown"
+    """The bounded kind of ``memory_method`` (:data:`scoring.live.MEMORY_SOURCES`)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,7 +20,13 @@ and ``_total`` for counters):
 ``quanttrap_trap``                             1 while the significant, latched trap flag is on
 ``quanttrap_window_samples``                   samples in the window, ``quanttrap_samples_kind``
 ``quanttrap_shadow_agreement``                 shadow answer agreement rate
-``quanttrap_eval_graded_total``                graded evaluations, ``quanttrap_eval_outcome``
+``quanttrap_variant_memory_bytes``             the residency the economic pillar uses, per
+                                               variant, ``quanttrap_memory_method``: config |
+                                               weights | cuda_peak | cpu_rss | peak (no
+                                               sample while unknown)
+``quanttrap_eval_graded_total``                graded evaluations, ``quanttrap_eval_outcome``,
+                                               ``quanttrap_depth_bucket`` (reasoning depth:
+                                               0 | 1-2 | 3-4 | 5-6 | 7+ | unknown)
 ``quanttrap_generation_tokens_total``          generated tokens counted in TPS
 ``quanttrap_generation_duration_seconds_total`` generation seconds counted in TPS
 ``quanttrap_shadow_comparisons_total``         shadow comparisons, ``quanttrap_shadow_agreement``
@@ -40,6 +46,7 @@ from typing import Final
 from opentelemetry.metrics import CallbackOptions, Meter
 from opentelemetry.metrics import Observation as Point
 
+from scoring.hops import depth_bucket
 from scoring.snapshot import BucketRow, LiveSnapshot
 from telemetry.semconv import Key
 
@@ -69,6 +76,7 @@ class ScoringMetric:
     REGIME: Final = "quanttrap.regime"
     TRAP: Final = "quanttrap.trap"
     WINDOW_SAMPLES: Final = "quanttrap.window.samples"
+    VARIANT_MEMORY: Final = "quanttrap.variant.memory"
     SHADOW_AGREEMENT: Final = "quanttrap.shadow.agreement"
     EVAL_GRADED: Final = "quanttrap.eval.graded"
     GENERATION_TOKENS: Final = "quanttrap.generation.tokens"
@@ -89,6 +97,8 @@ class ScoringKey:
     PRIMARY: Final = "quanttrap.primary.variant"
     AGREEMENT: Final = "quanttrap.shadow.agreement"
     CANARY_OUTCOME: Final = "quanttrap.canary.outcome"
+    MEMORY_METHOD: Final = "quanttrap.memory.method"
+    DEPTH_BUCKET: Final = "quanttrap.depth.bucket"
 
 
 SnapshotSource = Callable[[], LiveSnapshot | None]
@@ -124,6 +134,9 @@ class ScoringMetrics:
              self._samples),
             (ScoringMetric.SHADOW_AGREEMENT, "1", "Share of shadow answers equal to the "
              "primary's final answer.", self._agreement),
+            (ScoringMetric.VARIANT_MEMORY, "By", "Memory residency the economic pillar "
+             "compares (declared, engine weights or engine peak; see quanttrap.memory.method).",
+             self._memory),
         ]  # fmt: skip
         for name, unit, description, read in gauges:
             meter.create_observable_gauge(
@@ -156,8 +169,16 @@ class ScoringMetrics:
     # -- counters (called by the live runtime's worker, never on the request path) -----------
 
     def graded(
-        self, model: str, variant: str, role: str, dataset: str, bucket: str, correct: bool
+        self,
+        model: str,
+        variant: str,
+        role: str,
+        dataset: str,
+        bucket: str,
+        correct: bool,
+        depth: int | None = None,
     ) -> None:
+        """One graded evaluation; ``depth`` is the reference's reasoning depth if known."""
         self._graded.add(
             1,
             {
@@ -167,6 +188,7 @@ class ScoringMetrics:
                 ScoringKey.DATASET: dataset,
                 Key.BATCH_SIZE_BUCKET: bucket,
                 ScoringKey.OUTCOME: "correct" if correct else "incorrect",
+                ScoringKey.DEPTH_BUCKET: depth_bucket(depth),
             },
         )
 
@@ -258,6 +280,23 @@ class ScoringMetrics:
                 ("energy", row.energy.samples),
             ):
                 yield Point(n, {**labels, ScoringKey.SAMPLES: kind})
+
+    def _memory(self) -> Iterator[Point]:
+        snap = self._snapshot()
+        if snap is None:
+            return
+        for model in snap.models:
+            for v in model.variants:
+                if v.memory_gb is None:  # unknown: no sample, never a zero
+                    continue
+                yield Point(
+                    round(v.memory_gb * 1e9),
+                    {
+                        Key.REQUEST_MODEL: model.model,
+                        Key.VARIANT: v.variant,
+                        ScoringKey.MEMORY_METHOD: v.memory_source,
+                    },
+                )
 
     def _agreement(self) -> Iterator[Point]:
         snap = self._snapshot()

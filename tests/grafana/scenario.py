@@ -17,12 +17,23 @@ from scoring.pillars import SIConfig, VariantMeasurement
 from scoring.row import ENERGY_METHOD_PREFERENCE
 from scoring.scorecard import VariantScore, score_variants
 
-__all__ = ["ANCHOR", "MEMORY_GB", "MODEL", "ROWS", "WINDOW_MIN", "Row", "expected", "input_series"]
+__all__ = [
+    "ANCHOR",
+    "MEMORY_GB",
+    "MODEL",
+    "ROWS",
+    "WINDOW_MIN",
+    "Row",
+    "expected",
+    "input_series",
+    "memory_series",
+]
 
 MODEL = "m"
 ANCHOR = "bf16"
 BITS = {"bf16": 16, "int8": 8, "nf4": 4}
 MEMORY_GB = {"bf16": 14.0, "int8": 8.0, "nf4": 5.0}
+"""What the replicas export as ``quanttrap_variant_memory_bytes`` (the larger of the two)."""
 WINDOW_MIN = 15
 SAMPLES = 30
 """Minutes of samples (the tests evaluate at 20 min, inside the series)."""
@@ -87,6 +98,27 @@ def input_series() -> list[dict[str, str]]:
             anchor = {**row, Label.REGIME: "anchor", "instance": f"proxy-{i}"}
             inner = ",".join(f'{k}="{v}"' for k, v in sorted(anchor.items()))
             out.append({"series": f"{Series.REGIME}{{{inner}}}", "values": f"{flag}x{SAMPLES}"})
+    out += memory_series()
+    return out
+
+
+def memory_series(variants: tuple[str, ...] = tuple(MEMORY_GB)) -> list[dict[str, str]]:
+    """Each variant's memory gauge from two replicas that disagree (peak RSS differs per
+    process): the rules must take the larger, whatever the method label says."""
+    out = []
+    for variant in variants:
+        for i, (method, share) in enumerate((("config", 1.0), ("cpu_rss", 0.9))):
+            labels = {
+                Label.MODEL: MODEL,
+                Label.VARIANT: variant,
+                Label.MEMORY_METHOD: method,
+                "instance": f"proxy-{i}",
+            }
+            inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            value = round(MEMORY_GB[variant] * share * 1e9)
+            out.append(
+                {"series": f"{Series.VARIANT_MEMORY}{{{inner}}}", "values": f"{value}x{SAMPLES}"}
+            )
     return out
 
 

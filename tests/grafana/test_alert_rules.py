@@ -22,9 +22,9 @@ from grafana.series import Label, Series
 from scoring.config import ScoringConfig
 from tests.grafana.conftest import rules_dir
 from tests.grafana.promtool_run import run_promtool_tests
-from tests.grafana.scenario import ANCHOR, MEMORY_GB, MODEL, expected, input_series
+from tests.grafana.scenario import ANCHOR, MODEL, expected, input_series
 
-OPTIONS = RuleOptions(scoring=ScoringConfig(memory_gb={MODEL: MEMORY_GB}))
+OPTIONS = RuleOptions(scoring=ScoringConfig())
 
 
 def _series(name: str, values: str, **labels: str) -> dict[str, str]:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from grafana.export import render_all
-from grafana.series import Record, Series
+from grafana.series import Label, Record, Series
+from scoring.stats import wilson_interval
+from tests.grafana.promtool_run import close_to, run_promtool_tests
 
 BOARDS = {
     path: json.loads(text) for path, text in render_all().items() if path.startswith("dashboards/")
@@ -76,8 +79,11 @@ def test_overview_shows_what_the_issue_asks_for() -> None:
     ):  # fmt: skip
         assert needed in exprs, needed
     assert any(v["name"] == "bucket" for v in board["templating"]["list"])
-    texts = " ".join(p["options"]["content"] for p in board["panels"] if p["type"] == "text")
-    assert "not exported" in texts  # accuracy by depth: said, not faked
+    depth = next(p for p in board["panels"] if p["title"] == "Accuracy by reasoning depth")
+    assert depth["type"] == "table" and len(depth["targets"]) == 3
+    for target in depth["targets"]:  # accuracy, Wilson low, Wilson high from the counter
+        assert Series.EVAL_GRADED in target["expr"] and Label.DEPTH_BUCKET in target["expr"]
+        assert target["instant"] and "[$__range]" in target["expr"]
 
 
 def test_request_dashboard_shows_what_the_issue_asks_for() -> None:
@@ -89,3 +95,62 @@ def test_request_dashboard_shows_what_the_issue_asks_for() -> None:
         Series.FAILOVERS, Series.SHADOW_COPIES, 'error_type!=""',
     ):  # fmt: skip
         assert needed in exprs, needed
+
+
+_DEPTHS = {"1-2": (18, 2), "3-4": (9, 6), "7+": (0, 5), "unknown": (4, 0)}
+"""depth bucket: (correct, incorrect) per minute, over two replicas; "7+" never right."""
+
+
+def test_depth_panel_computes_the_wilson_interval_of_the_in_process_maths(
+    promtool: str, tmp_path: Path
+) -> None:
+    """The panel's three queries, run by promtool on graded counters with depth labels, give
+    :func:`scoring.stats.wilson_interval` of the counts in the range, per depth bucket."""
+    series = []
+    for depth, counts in _DEPTHS.items():
+        for outcome, per_minute in zip(("correct", "incorrect"), counts, strict=True):
+            if not per_minute:
+                continue  # no series at all, as the proxy exports it
+            for i in range(2):
+                labels = {
+                    Label.MODEL: "m", Label.VARIANT: "nf4", Label.BUCKET: "1",
+                    Label.ROLE: "canary", Label.OUTCOME: outcome, Label.DEPTH_BUCKET: depth,
+                    "instance": f"proxy-{i}",
+                }  # fmt: skip
+                inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+                series.append(
+                    {"series": f"{Series.EVAL_GRADED}{{{inner}}}",
+                     "values": f"0+{per_minute / 2!r}x40"}
+                )  # fmt: skip
+    panel = next(
+        p for p in BOARDS["dashboards/quanttrap-overview.json"]["panels"]
+        if p["title"] == "Accuracy by reasoning depth"
+    )  # fmt: skip
+    exprs = [_substituted(t["expr"]) for t in panel["targets"]]
+    tests = []
+    for depth, (correct, incorrect) in _DEPTHS.items():
+        n = 15 * (correct + incorrect)  # 15 minutes of range
+        interval = wilson_interval(15 * correct, n, 0.95)
+        row = f'{{{Label.MODEL}="m",{Label.VARIANT}="nf4",{Label.DEPTH_BUCKET}="{depth}"}}'
+        for expr, value in zip(
+            exprs, (interval.estimate, interval.low, interval.high), strict=True
+        ):
+            tests.append(
+                {"expr": f"({close_to(f'({expr})', value)}) and on ({Label.DEPTH_BUCKET}) "
+                 f'label_replace(vector(1), "{Label.DEPTH_BUCKET}", "{depth}", "", "")',
+                 "eval_time": "20m",
+                 "exp_samples": [{"labels": row, "value": 1}]}
+            )  # fmt: skip
+    done = run_promtool_tests(
+        promtool, tmp_path, [], [{"interval": "1m", "input_series": series,
+                                  "promql_expr_test": tests}]
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def _substituted(expr: str) -> str:
+    for name, value in (("$model", ".*"), ("$variant", ".*"), ("$bucket", ".*"),
+                        ("$__range", "15m")):  # fmt: skip
+        expr = expr.replace(name, value)
+    assert "$" not in expr
+    return expr

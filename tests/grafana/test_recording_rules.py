@@ -13,16 +13,22 @@ from typing import Any
 import pytest
 
 from grafana.options import RuleOptions
-from grafana.series import Label, Record
+from grafana.series import Label, Record, Series
 from scoring.config import ScoringConfig
 from tests.grafana.conftest import rules_dir
 from tests.grafana.promtool_run import close_to, run_promtool_tests
-from tests.grafana.scenario import MEMORY_GB, MODEL, Expected, expected, input_series
+from tests.grafana.scenario import (
+    MEMORY_GB,
+    MODEL,
+    Expected,
+    expected,
+    input_series,
+    memory_series,
+)
 
-CONFIGS = {
-    "default": ScoringConfig(memory_gb={MODEL: MEMORY_GB}),
+CONFIGS = {  # no memory declared: the rules read the proxies' memory gauge
+    "default": ScoringConfig(),
     "geometric": ScoringConfig(
-        memory_gb={MODEL: MEMORY_GB},
         policy="geometric",
         trust_weight=2.0,
         economic_lambda=0.8,
@@ -92,6 +98,34 @@ def test_recorded_si_equals_the_in_process_maths(name: str, promtool: str, tmp_p
         tmp_path,
         [rules / "quanttrap-recording.yaml"],
         [{"interval": "1m", "input_series": input_series(), "promql_expr_test": tests}],
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_memory_is_read_from_the_proxies_gauge(promtool: str, tmp_path: Path) -> None:
+    """Memory comes from ``quanttrap_variant_memory_bytes`` (largest replica), never the config.
+
+    Without nf4's gauge, nf4 has no economic pillar and no SI (unknown, not 0 or a guess),
+    while int8, whose memory is exported, keeps both.
+    """
+    series = [s for s in input_series() if not s["series"].startswith(Series.VARIANT_MEMORY)]
+    series += memory_series(("bf16", "int8"))
+    cases = {(e.row.variant, e.row.bucket): e for e in expected(RuleOptions().si_config, 20, 10)}
+    nf4, int8 = cases["nf4", "1"], cases["int8", "1"]
+    mv = "{" + f'{Label.MODEL}="{MODEL}",{Label.VARIANT}="bf16"' + "}"
+    tests = [
+        _check(Record.MEMORY, mv, MEMORY_GB["bf16"]),
+        _pillar(nf4, "economic", False, None),
+        _check(Record.SI, _row(nf4), None),
+        _pillar(int8, "economic", False, int8.score.raw.esi),
+        _check(Record.SI, _row(int8), int8.score.si),
+    ]
+    rules = rules_dir(tmp_path, RuleOptions())
+    done = run_promtool_tests(
+        promtool,
+        tmp_path,
+        [rules / "quanttrap-recording.yaml"],
+        [{"interval": "1m", "input_series": series, "promql_expr_test": tests}],
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

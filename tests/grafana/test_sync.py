@@ -9,6 +9,7 @@ import pytest
 
 from grafana.commands import add_commands
 from grafana.export import REPO_TARGETS, out_of_sync, render_all
+from grafana.series import Series
 
 
 @pytest.mark.parametrize("target", REPO_TARGETS, ids=lambda p: p.parent.name + "/" + p.name)
@@ -69,7 +70,8 @@ def test_export_takes_the_scoring_settings_from_the_config(tmp_path: Path) -> No
     alerts = (out / "rules" / "quanttrap-alerts.yaml").read_text(encoding="utf-8")
     assert "[10m]" in recording and "[15m]" not in recording
     assert ">= 30" in recording  # the graded-evaluation gate
-    assert "vector(14.5)" in recording
+    # Declared memory reaches the rules through the proxies' gauge, never as a constant.
+    assert Series.VARIANT_MEMORY in recording and "vector(" not in recording
     assert "for: 1s" in alerts and "for: 5m" not in alerts
     # lambda = 1: the economic pillar is the throughput gain alone (no memory term)
     economic = recording.split("quanttrap_pillar_name: economic")[0].rsplit("record:", 1)[1]

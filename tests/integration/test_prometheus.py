@@ -37,9 +37,12 @@ from openai.types.chat import ChatCompletionMessageParam
 
 from grafana.export import render_all, write_all
 from grafana.options import RuleOptions
+from grafana.overview import depth_accuracy_queries
 from grafana.series import Label, Record, Series
 from proxy.config import load_settings
 from scoring.datasets.multihop import MultiHopItem, as_chat_messages, generate
+from scoring.hops import depth_bucket
+from scoring.stats import wilson_interval
 from tests.doubles.processes import Process, free_port, quanttrap_command, start_upstream
 from tests.integration.prometheus_process import PrometheusProcess, prometheus_binary
 
@@ -123,13 +126,20 @@ def _send_traffic(url: str) -> dict[str, int]:
     """The client's traffic; returns what it sent and what it was told (tokens)."""
     sent = {"demo": 0, "flaky": 0, "down": 0, "streamed_ok": 0, "output_tokens_demo": 0}
     items = generate(EVALUATIONS, seed=7)
+    for item in items:  # graded evaluations per depth bucket, as the counter must label them
+        key = f"depth:{depth_bucket(item.depth)}"
+        sent[key] = sent.get(key, 0) + 1
     with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
         for i, item in enumerate(items):
             if i < STREAMED:
                 stream = client.chat.completions.create(
                     model="demo",
                     messages=_messages(item),
-                    metadata={"expected_answer": str(item.answer), "dataset": "multihop"},
+                    metadata={
+                        "expected_answer": str(item.answer),
+                        "dataset": "multihop",
+                        "reference_depth": str(item.depth),
+                    },
                     stream=True,
                     stream_options={"include_usage": True},
                 )
@@ -141,7 +151,10 @@ def _send_traffic(url: str) -> dict[str, int]:
                 done = client.chat.completions.create(
                     model="demo",
                     messages=_messages(item),
-                    extra_headers={"X-Quanttrap-Expected": str(item.answer)},
+                    extra_headers={
+                        "X-Quanttrap-Expected": str(item.answer),
+                        "X-Quanttrap-Depth": str(item.depth),
+                    },
                 )
                 assert done.usage is not None
                 sent["output_tokens_demo"] += done.usage.completion_tokens
@@ -193,9 +206,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         httpx.post(ups["fail"].url + "/_double/config", json={"status": 503}).raise_for_status()
         config_path = work / "quanttrap.yaml"
         config_path.write_text(json.dumps(_config(ups, agent, work / "log.sqlite3")))
-        # The rules the operator would export for this config, alerts due after 1 s.
+        # The rules the operator would export for this config, alerts due after 1 s. The
+        # proxy declares its HTTP upstreams' memory; the rules are generated WITHOUT it: they
+        # must read it from the proxy's quanttrap_variant_memory_bytes.
         settings = load_settings(config_path)
-        files = render_all(RuleOptions(scoring=settings.scoring, alert_for="1s"))
+        scoring = settings.scoring.model_copy(update={"memory_gb": {}})
+        files = render_all(RuleOptions(scoring=scoring, alert_for="1s"))
+        recording = files["rules/quanttrap-recording.yaml"]
+        assert Series.VARIANT_MEMORY in recording and "vector(" not in recording
         write_all(files, work / "export")
         proxy_port = free_port()
         prom = PrometheusProcess(
@@ -289,6 +307,7 @@ _SUBSTITUTIONS = {
     "$variant": ".*",
     "$bucket": ".*",
     "$__rate_interval": "1m",
+    "$__range": "10m",
 }
 _LABEL_VALUES = re.compile(r"^label_values\((?P<match>.+), (?P<label>\w+)\)$")
 
@@ -362,6 +381,58 @@ def test_recorded_si_matches_the_proxy(stack: Stack) -> None:
         assert fleet is not None and abs(fleet - own) <= SI_TOLERANCE, (name, report)
     anchor_si = prom.value(f'{Record.SI}{{{Label.MODEL}="demo",{Label.VARIANT}="bf16"}}')
     assert anchor_si == 1.0
+
+
+def test_memory_is_exported_and_the_rules_use_it(stack: Stack) -> None:
+    """The declared memory of the HTTP upstreams reaches the fleet SI through the gauge."""
+    prom = stack.prometheus
+    exported = {
+        (r["metric"][Label.VARIANT], r["metric"][Label.MEMORY_METHOD]): float(r["value"][1])
+        for r in prom.query(f'{Series.VARIANT_MEMORY}{{{Label.MODEL}="demo"}}')
+    }
+    assert exported == {("bf16", "config"): 14e9, ("nf4", "config"): 5e9}, exported
+    # Variants whose memory nobody knows ("flaky", "down") export nothing, never a zero.
+    assert prom.query(f'{Series.VARIANT_MEMORY}{{{Label.MODEL}!="demo"}}') == []
+    recorded = {
+        r["metric"][Label.VARIANT]: float(r["value"][1])
+        for r in prom.query(f'{Record.MEMORY}{{{Label.MODEL}="demo"}}')
+    }
+    assert recorded == {"bf16": 14.0, "nf4": 5.0}
+    economic = prom.value(
+        f'{Record.PILLAR}{{{Label.MODEL}="demo",{Label.VARIANT}="nf4",'
+        f'{Label.PILLAR}="economic",{Label.BOUNDED}="false"}}'
+    )
+    assert economic is not None
+
+
+def test_accuracy_by_depth_panel_returns_every_depth_sent(stack: Stack) -> None:
+    """The graded counter carries the client's depth tags; the panel's queries read them."""
+    prom, sent = stack.prometheus, stack.sent
+    primary = f'{Label.MODEL}="demo",{Label.ROLE}="primary"'
+    _settle(prom, f"sum({Series.EVAL_GRADED}{{{primary}}})", sent["demo"])
+    by_depth = {
+        r["metric"][Label.DEPTH_BUCKET]: float(r["value"][1])
+        for r in prom.query(f"sum by ({Label.DEPTH_BUCKET}) ({Series.EVAL_GRADED}{{{primary}}})")
+    }
+    want = {k.removeprefix("depth:"): v for k, v in sent.items() if k.startswith("depth:")}
+    assert by_depth == want and "unknown" not in by_depth, (by_depth, want)
+    accuracy, low, high = (
+        {
+            (r["metric"][Label.VARIANT], r["metric"][Label.DEPTH_BUCKET]): float(r["value"][1])
+            for r in prom.query(_substitute(expr))
+        }
+        for expr in depth_accuracy_queries()
+    )
+    assert {d for v, d in accuracy if v == "bf16"} == set(want), accuracy
+    # The panel's interval is the in-process Wilson interval of the counts it read.
+    for depth in want:
+        row = f'{Label.MODEL}="demo",{Label.VARIANT}="bf16",{Label.DEPTH_BUCKET}="{depth}"'
+        n = prom.value(f"sum({Series.EVAL_GRADED}{{{row}}})")
+        c = prom.value(f'sum({Series.EVAL_GRADED}{{{row},{Label.OUTCOME}="correct"}})') or 0.0
+        assert n is not None
+        expected = wilson_interval(int(c), int(n))
+        got = (accuracy["bf16", depth], low["bf16", depth], high["bf16", depth])
+        assert got == pytest.approx((expected.estimate, expected.low, expected.high)), depth
 
 
 def test_trap_and_fleet_alerts_fire(stack: Stack) -> None:

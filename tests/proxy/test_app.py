@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from backends.base import BackendConnectError, BackendServerError, BackendTimeout
+from proxy.completions import parse_reference_depth
 from tests.doubles.scripted_backend import ScriptedBackend
 from tests.proxy.helpers import chat, harness
 
@@ -281,3 +282,33 @@ async def test_evaluation_tags_are_recorded_and_never_forwarded() -> None:
         ("7", None),
         ("18", "gsm8k"),
     ]
+
+
+async def test_reference_depth_is_read_from_header_or_metadata_and_never_forwarded() -> None:
+    bf16 = ScriptedBackend("bf16")
+    async with harness({"bf16": bf16}) as h:
+        post = h.client.post
+        await post("/v1/chat/completions", json=chat(), headers={"X-Quanttrap-Depth": "5"})
+        await post(
+            "/v1/chat/completions",
+            json=chat(metadata={"reference_depth": "7", "user": "u1"}),
+            headers={"X-Quanttrap-Depth": "2"},  # metadata, read later, wins
+        )
+        await post("/v1/chat/completions", json=chat(metadata={"reference_depth": 3}))
+        for bad in (b"65", b"-1", b"three", b"\xb2", b"1.5", b""):  # not an int in 0..64
+            await post("/v1/chat/completions", json=chat(), headers={b"X-Quanttrap-Depth": bad})
+        await post("/v1/chat/completions", json=chat(metadata={"reference_depth": True}))
+        await post("/v1/chat/completions", json=chat(metadata={"reference_depth": 99}))
+    assert [r.reference_depth for r in h.records] == [5, 7, 3, *[None] * 8]
+    assert bf16.calls[1].body["metadata"] == {"user": "u1"}  # the tag is stripped
+    assert all("metadata" not in c.body for c in bf16.calls[2:])
+    assert all("x-quanttrap-depth" not in {k.lower() for k in c.headers} for c in bf16.calls)
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [(0, 0), (64, 64), ("12", 12), (b" 4 ", 4), (65, None), (-3, None), (True, None),
+     ("064", 64), ("00065", None), ("٣", None), (2.0, None), (None, None)],
+)  # fmt: skip
+def test_parse_reference_depth(value: object, depth: int | None) -> None:
+    assert parse_reference_depth(value) == depth

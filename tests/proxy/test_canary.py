@@ -9,6 +9,7 @@ from typing import Any
 from proxy.canary import load_canary_items
 from proxy.config import load_settings
 from scoring.config import CanaryConfig, ScoringConfig
+from scoring.datasets.gsm8k import reference_depth
 from scoring.datasets.multihop import split_of
 from tests.doubles.scripted_backend import ScriptedBackend
 from tests.proxy.scoring_helpers import scored
@@ -67,6 +68,8 @@ async def test_canaries_are_graded_against_the_dataset(tmp_path: Path) -> None:
         rows = (await h.client.get("/quanttrap/v1/evaluations?role=canary")).json()["data"]
     (row,) = rows
     assert row["dataset"] == "multihop" and row["item_id"] == "multihop/seed0/3"
+    item = load_canary_items(CanaryConfig())[3]
+    assert item.depth is not None and row["depth"] == item.depth  # the item's own depth
     assert row["correct"] is False  # "Hello world" is not the answer
     assert row["pair_key"].startswith("canary-")
 
@@ -124,6 +127,10 @@ def test_canary_sets() -> None:
     assert items == load_canary_items(CanaryConfig(seed=5))  # reproducible
     gsm8k = load_canary_items(CanaryConfig(dataset="gsm8k"))
     assert len(gsm8k) == 1319 and gsm8k[0].expected.rstrip().split()[-1] == "18"
+    # every item knows its reasoning depth: multi-hop's generator depth, GSM8K's annotations
+    assert {i.depth for i in items} == set(range(1, 9))
+    assert all(i.depth is not None and i.depth >= 1 for i in gsm8k)
+    assert gsm8k[0].depth == reference_depth(gsm8k[0].expected)
 
 
 def test_canaries_are_off_by_default_and_on_in_the_embedded_default() -> None:

@@ -75,7 +75,11 @@ async def test_status_reports_energy_unavailable_and_never_zero(tmp_path: Path) 
         "note": "energy: unavailable (no method measured it: method none)",
     }
     assert row["si"] is None and row["pillars"]["energy"]["raw"] is None
-    assert _variant(status, "nf4")["memory"] == {"gb": None, "method": "unknown"}
+    assert _variant(status, "nf4")["memory"] == {
+        "gb": None,
+        "method": "unknown",
+        "source": "unknown",
+    }
     assert any(m.startswith("memory: unknown") for m in row["missing"])
     table = format_status(status)
     assert "unavailable" in table and "nf4" in table and re.search(r"bf16 \*", table)
@@ -258,11 +262,13 @@ class _EngineLike(ScriptedBackend):
         super().__init__(name)
         self._report = (weights, peak)
 
+        self.method = "process peak RSS"
+
     def memory(self) -> Any:
         from types import SimpleNamespace
 
         weights, peak = self._report
-        return SimpleNamespace(weights_bytes=weights, peak_bytes=peak, method="process peak RSS")
+        return SimpleNamespace(weights_bytes=weights, peak_bytes=peak, method=self.method)
 
 
 def test_memory_comes_from_config_else_the_engine_else_unknown() -> None:
@@ -284,7 +290,65 @@ def test_memory_comes_from_config_else_the_engine_else_unknown() -> None:
         "declared in scoring.memory_gb",
     )
     assert (memory["demo", "nf4"].gb, memory["demo", "nf4"].method) == (None, "unknown")
+    sources = {key[1]: m.source for key, m in memory.items()}
+    assert sources == {"bf16": "weights", "int8": "config", "nf4": "unknown"}
     peak = settings.model_copy(
         update={"scoring": settings.scoring.model_copy(update={"memory_basis": "peak"})}
     )
     assert ScoringRuntime(peak, backends)._memory()["demo", "bf16"].gb == 9.0
+    # The peak's bounded kind follows what the engine's MemoryReport.method says.
+    import torch
+
+    from backends.engine.memory import memory_report
+
+    cpu = memory_report(torch.nn.Linear(2, 2), torch.device("cpu"), 48).method
+    cuda = cpu.replace("process peak RSS (ru_maxrss)", "torch.cuda.max_memory_allocated(cuda:0)")
+    for method, source in ((cpu, "cpu_rss"), (cuda, "cuda_peak"), ("something else", "peak")):
+        engine = _EngineLike("bf16", 1, 9_000_000_000)
+        engine.method = method
+        found = ScoringRuntime(peak, {("demo", "bf16"): engine})._memory()["demo", "bf16"]
+        assert (found.gb, found.source) == (9.0, source), method
+
+
+async def test_memory_gauge_and_graded_depth_label() -> None:
+    """Known memory is exported per variant with its bounded method; unknown exports nothing.
+    Graded evaluations carry the reasoning-depth bucket of the client's tag."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    backends = {
+        "bf16": ScriptedBackend("bf16", words=RIGHT),
+        "nf4": ScriptedBackend("nf4", words=WRONG),
+    }
+    scoring = {"memory_gb": {"demo": {"bf16": 14.5}}}
+    async with scored(backends, None, scoring=scoring, meter=provider.get_meter("t")) as h:
+        for depth in ("1", "4", "4", "9", None):
+            kwargs = tagged("42", variant="bf16")
+            if depth is not None:
+                kwargs["headers"]["X-Quanttrap-Depth"] = depth
+            await h.client.post("/v1/chat/completions", **kwargs)
+        nf4 = tagged("42", variant="nf4")
+        body = {**nf4["json"], "metadata": {"reference_depth": "6"}}
+        await h.client.post("/v1/chat/completions", json=body, headers=nf4["headers"])
+        await h.status()
+        data = reader.get_metrics_data()
+    assert data is not None
+    points = {
+        metric.name: [(dict(p.attributes or {}), p.value) for p in metric.data.data_points]  # type: ignore[union-attr]
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for metric in sm.metrics
+    }
+    memory = {(a["quanttrap.variant"], a["quanttrap.memory.method"]): v
+              for a, v in points["quanttrap.variant.memory"]}  # fmt: skip
+    assert memory == {("bf16", "config"): 14_500_000_000}  # nf4: unknown, no sample at all
+    depths = {
+        (a["quanttrap.variant"], a["quanttrap.depth.bucket"], a["quanttrap.eval.outcome"]): v
+        for a, v in points["quanttrap.eval.graded"]
+    }
+    assert depths == {
+        ("bf16", "1-2", "correct"): 1,
+        ("bf16", "3-4", "correct"): 2,
+        ("bf16", "7+", "correct"): 1,
+        ("bf16", "unknown", "correct"): 1,  # untagged, and "#### 42" states no step
+        ("nf4", "5-6", "incorrect"): 1,
+    }
