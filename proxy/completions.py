@@ -16,25 +16,30 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
-
-import orjson
 
 from backends.base import (
     Backend,
     BackendError,
     BackendRequest,
     BackendResponse,
-    BackendStreamError,
     BackendUnavailable,
     Endpoint,
 )
 from proxy.config import ModelConfig, Settings
 from proxy.errors import APIError, error_body, from_backend_error
+from proxy.evaluation_tags import (
+    EVAL_KEYS,
+    MAX_REFERENCE_DEPTH,
+    parse_reference_depth,
+    prompt_text,
+    take_evaluation_tags,
+)
 from proxy.openai_format import Accumulator, parse_body, validate_request
+from proxy.request_meta import RequestMeta
 from proxy.routing import Router
 from proxy.shadow import PairSink, PendingPair, ShadowDispatcher
+from proxy.streaming import SSE_HEADERS, Send, consume_stream, forward_stream, with_usage
 from scoring.records import RequestRecord, Role
 from telemetry import PendingRecord, RequestTelemetry, Telemetry
 
@@ -50,37 +55,8 @@ __all__ = [
 log = logging.getLogger("quanttrap.proxy")
 
 RecordSink = Callable[[RequestRecord], None]
-Send = Callable[[dict[str, Any]], Any]
 
-_SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 _JSON = b"application/json"
-
-
-@dataclass(slots=True)
-class RequestMeta:
-    """What the app learnt from the HTTP request before the body was handled."""
-
-    request_id: str
-    started: float
-    """``time.perf_counter()`` when the request arrived."""
-    started_at: float
-    """Unix time when the request arrived."""
-    pinned: str | None = None
-    forward_headers: dict[str, str] | None = None
-    session_id: str | None = None
-    expected_answer: str | None = None
-    """Reference answer of evaluation traffic (header ``X-Quanttrap-Expected`` or
-    ``metadata.expected_answer``); never forwarded to the model."""
-    dataset: str | None = None
-    reference_depth: int | None = None
-    """Reasoning steps the reference needs (header ``X-Quanttrap-Depth`` or
-    ``metadata.reference_depth``, or the canary item's); never forwarded to the model."""
-    role: Role = "primary"
-    """``canary`` for the proxy's own evaluation prompts (never shadowed)."""
-    disconnected: bool = False
-    """Set by the app when the client hung up before the response ended."""
-    ending: bool = False
-    """Set just before the last body message: a hang-up after it needs no cancelling."""
 
 
 class CompletionService:
@@ -166,8 +142,8 @@ class CompletionService:
                 param="model",
             )
         metadata = body.get("metadata")
-        if isinstance(metadata, dict) and _EVAL_KEYS & metadata.keys():
-            body = _take_evaluation_tags(body, metadata, meta)
+        if isinstance(metadata, dict) and EVAL_KEYS & metadata.keys():
+            body = take_evaluation_tags(body, metadata, meta)
         order = self.routers[model.name].order(meta.pinned)
         key = (model.name, order[0])
         self.in_flight[key] += 1
@@ -189,7 +165,7 @@ class CompletionService:
         client_wants_usage = stream and bool(
             (body.get("stream_options") or {}).get("include_usage")
         )
-        upstream_body = _with_usage(body) if stream else body
+        upstream_body = with_usage(body) if stream else body
         forward = meta.forward_headers or {}
         h = self.telemetry.start_request(
             model=model.name,
@@ -310,11 +286,11 @@ class CompletionService:
         error_type: str | None = None
         if response.streaming:
             await send(
-                {"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS + headers}
+                {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers}
             )
             counts = (model.name, variant) not in self._self_counting
             try:
-                error_type = await _forward_stream(
+                error_type = await forward_stream(
                     response, acc, send, client_wants_usage, meta, h if counts else None
                 )
             finally:
@@ -389,7 +365,7 @@ class CompletionService:
                 response = await self._send(model.name, variant, request, h)
                 if response.streaming:
                     counts = (model.name, variant) not in self._self_counting
-                    await _consume_stream(response, acc, h if counts else None)
+                    await consume_stream(response, acc, h if counts else None)
                 else:
                     status = response.status
                     parse_body(acc, response.body)
@@ -463,7 +439,7 @@ class CompletionService:
             session_id=meta.session_id,
             expected_answer=meta.expected_answer,
             dataset=meta.dataset,
-            prompt="" if meta.expected_answer is None else _prompt_text(request.body),
+            prompt="" if meta.expected_answer is None else prompt_text(request.body),
             reference_depth=meta.reference_depth,
         )
 
@@ -491,173 +467,3 @@ class CompletionService:
 
     async def aclose(self) -> None:
         await asyncio.gather(*(d.aclose() for d in self.shadows.values()))
-
-
-async def _forward_stream(
-    response: BackendResponse,
-    acc: Accumulator,
-    send: Send,
-    client_wants_usage: bool,
-    meta: RequestMeta,
-    h: RequestTelemetry | None,
-) -> str | None:
-    """Forward SSE events as they arrive; return the record's error type, if any.
-
-    Events that arrived together are forwarded with one write. A stream that breaks part-way
-    ends with an OpenAI error event and is closed: the client sees an error instead of
-    hanging or of a silently truncated answer.
-    """
-    error_type: str | None = None
-    batches = response.batches()
-    done = False
-    try:
-        async for payloads in batches:
-            out: list[bytes] = []
-            seen = acc.chunks
-            for payload in payloads:
-                if payload == b"[DONE]":
-                    done = True
-                    break
-                obj = _loads(payload)
-                if obj is not None:
-                    acc.add_chunk(obj)
-                    if not client_wants_usage and "usage" in obj:
-                        if obj["usage"] is not None and not obj.get("choices"):
-                            continue  # the usage-only chunk this client did not ask for
-                        # Strip what the client would not have got without include_usage
-                        # (OpenAI sends "usage": null on every chunk once it is set).
-                        del obj["usage"]
-                        payload = orjson.dumps(obj)
-                out += (b"data: ", payload, b"\n\n")
-            if h is not None and acc.chunks > seen:
-                h.tokens(acc.chunks - seen)
-            if done:
-                meta.ending = True
-                out.append(b"data: [DONE]\n\n")
-                await send(
-                    {"type": "http.response.body", "body": b"".join(out), "more_body": False}
-                )
-                break
-            if out:
-                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
-        else:
-            raise BackendStreamError("upstream stream ended without [DONE]")
-    except BackendError as exc:
-        error_type = "upstream_stream_error"
-        log.warning("stream broke mid-way: %s", exc)
-        body = error_body(
-            f"The upstream stream broke before it finished: {exc}",
-            type="upstream_error",
-            code="stream_interrupted",
-        )
-        meta.ending = True
-        await send(
-            {"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}
-        )
-        return error_type
-    finally:
-        if hasattr(batches, "aclose"):
-            await batches.aclose()
-        await response.aclose()
-    if acc.error is not None:
-        error_type = str(acc.error.get("type") or "upstream_error")
-    return error_type
-
-
-async def _consume_stream(
-    response: BackendResponse, acc: Accumulator, h: RequestTelemetry | None
-) -> None:
-    """Read a stream nobody is waiting for (a shadow copy) into ``acc``."""
-    batches = response.batches()
-    try:
-        async for payloads in batches:
-            seen = acc.chunks
-            for payload in payloads:
-                if payload == b"[DONE]":
-                    if h is not None and acc.chunks > seen:
-                        h.tokens(acc.chunks - seen)
-                    return
-                obj = _loads(payload)
-                if obj is not None:
-                    acc.add_chunk(obj)
-            if h is not None and acc.chunks > seen:
-                h.tokens(acc.chunks - seen)
-        raise BackendStreamError("upstream stream ended without [DONE]")
-    finally:
-        if hasattr(batches, "aclose"):
-            await batches.aclose()
-        await response.aclose()
-
-
-def _loads(payload: bytes) -> dict[str, Any] | None:
-    try:
-        obj = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-_EVAL_KEYS = frozenset({"expected_answer", "dataset", "reference_depth"})
-
-MAX_REFERENCE_DEPTH = 64
-"""Deepest reasoning depth a client may tag (deeper, or not an integer: ignored)."""
-
-
-def parse_reference_depth(value: object) -> int | None:
-    """A client's depth tag as an int in [0, :data:`MAX_REFERENCE_DEPTH`], else ``None``.
-
-    Accepts an integer or a string of digits (a header, or a metadata value: OpenAI's
-    ``metadata`` holds strings); anything else is ignored rather than refused, as the tag
-    only stratifies accuracy and must never fail the user's request.
-    """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        depth = value
-    elif isinstance(value, str | bytes):
-        text = value.strip()
-        if not (text.isascii() and text.isdigit()) or len(text) > 4:
-            return None
-        depth = int(text)
-    else:
-        return None
-    return depth if 0 <= depth <= MAX_REFERENCE_DEPTH else None
-
-
-def _take_evaluation_tags(
-    body: dict[str, Any], metadata: dict[str, Any], meta: RequestMeta
-) -> dict[str, Any]:
-    """Move evaluation tags out of ``metadata``: the model must never see the answer."""
-    expected = metadata.get("expected_answer")
-    if expected is not None:
-        meta.expected_answer = str(expected)
-    dataset = metadata.get("dataset")
-    if dataset is not None:
-        meta.dataset = str(dataset)
-    depth = parse_reference_depth(metadata.get("reference_depth"))
-    if depth is not None:
-        meta.reference_depth = depth
-    rest = {k: v for k, v in metadata.items() if k not in _EVAL_KEYS}
-    if rest:
-        return {**body, "metadata": rest}
-    return {k: v for k, v in body.items() if k != "metadata"}
-
-
-def _prompt_text(body: Mapping[str, Any]) -> str:
-    """The question of an evaluation request: the last user message, or the prompt."""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                return content if isinstance(content, str) else orjson.dumps(content).decode()
-        return ""
-    prompt = body.get("prompt")
-    return prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
-
-
-def _with_usage(body: dict[str, Any]) -> dict[str, Any]:
-    options = body.get("stream_options") or {}
-    if options.get("include_usage") is True:
-        return body
-    return {**body, "stream_options": {**options, "include_usage": True}}

@@ -1,0 +1,139 @@
+"""Streaming responses: forwarding SSE events to the client as they arrive, and reading them.
+
+Events that arrived together are forwarded with one write; each is also looked at (text,
+usage, finish reason) to fill the request's record. The usage chunk the proxy asked the
+upstream for is forwarded only to clients that asked for it themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+
+from backends.base import BackendError, BackendResponse, BackendStreamError
+from proxy.errors import error_body
+from proxy.openai_format import Accumulator
+from proxy.request_meta import RequestMeta
+from telemetry import RequestTelemetry
+
+__all__ = ["SSE_HEADERS", "Send", "consume_stream", "forward_stream", "loads_chunk", "with_usage"]
+
+log = logging.getLogger("quanttrap.proxy")
+
+Send = Callable[[dict[str, Any]], Any]
+SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
+
+
+async def forward_stream(
+    response: BackendResponse,
+    acc: Accumulator,
+    send: Send,
+    client_wants_usage: bool,
+    meta: RequestMeta,
+    h: RequestTelemetry | None,
+) -> str | None:
+    """Forward SSE events as they arrive; return the record's error type, if any.
+
+    Events that arrived together are forwarded with one write. A stream that breaks part-way
+    ends with an OpenAI error event and is closed: the client sees an error instead of
+    hanging or of a silently truncated answer.
+    """
+    error_type: str | None = None
+    batches = response.batches()
+    done = False
+    try:
+        async for payloads in batches:
+            out: list[bytes] = []
+            seen = acc.chunks
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    done = True
+                    break
+                obj = loads_chunk(payload)
+                if obj is not None:
+                    acc.add_chunk(obj)
+                    if not client_wants_usage and "usage" in obj:
+                        if obj["usage"] is not None and not obj.get("choices"):
+                            continue  # the usage-only chunk this client did not ask for
+                        # Strip what the client would not have got without include_usage
+                        # (OpenAI sends "usage": null on every chunk once it is set).
+                        del obj["usage"]
+                        payload = orjson.dumps(obj)
+                out += (b"data: ", payload, b"\n\n")
+            if h is not None and acc.chunks > seen:
+                h.tokens(acc.chunks - seen)
+            if done:
+                meta.ending = True
+                out.append(b"data: [DONE]\n\n")
+                await send(
+                    {"type": "http.response.body", "body": b"".join(out), "more_body": False}
+                )
+                break
+            if out:
+                await send({"type": "http.response.body", "body": b"".join(out), "more_body": True})
+        else:
+            raise BackendStreamError("upstream stream ended without [DONE]")
+    except BackendError as exc:
+        error_type = "upstream_stream_error"
+        log.warning("stream broke mid-way: %s", exc)
+        body = error_body(
+            f"The upstream stream broke before it finished: {exc}",
+            type="upstream_error",
+            code="stream_interrupted",
+        )
+        meta.ending = True
+        await send(
+            {"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}
+        )
+        return error_type
+    finally:
+        if hasattr(batches, "aclose"):
+            await batches.aclose()
+        await response.aclose()
+    if acc.error is not None:
+        error_type = str(acc.error.get("type") or "upstream_error")
+    return error_type
+
+
+async def consume_stream(
+    response: BackendResponse, acc: Accumulator, h: RequestTelemetry | None
+) -> None:
+    """Read a stream nobody is waiting for (a shadow copy) into ``acc``."""
+    batches = response.batches()
+    try:
+        async for payloads in batches:
+            seen = acc.chunks
+            for payload in payloads:
+                if payload == b"[DONE]":
+                    if h is not None and acc.chunks > seen:
+                        h.tokens(acc.chunks - seen)
+                    return
+                obj = loads_chunk(payload)
+                if obj is not None:
+                    acc.add_chunk(obj)
+            if h is not None and acc.chunks > seen:
+                h.tokens(acc.chunks - seen)
+        raise BackendStreamError("upstream stream ended without [DONE]")
+    finally:
+        if hasattr(batches, "aclose"):
+            await batches.aclose()
+        await response.aclose()
+
+
+def loads_chunk(payload: bytes) -> dict[str, Any] | None:
+    try:
+        obj = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def with_usage(body: dict[str, Any]) -> dict[str, Any]:
+    """The body with ``stream_options.include_usage`` set: the upstream is always asked."""
+    options = body.get("stream_options") or {}
+    if options.get("include_usage") is True:
+        return body
+    return {**body, "stream_options": {**options, "include_usage": True}}
