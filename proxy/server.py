@@ -93,6 +93,10 @@ def serve(settings: Settings, *, source: str) -> int:
         http="auto",
         lifespan="on",
         access_log=False,
+        # No X-Forwarded-* rewriting middleware: the proxy never uses the client's address,
+        # and every layer costs CPU on each request.
+        proxy_headers=False,
+        server_header=False,
         log_level=settings.server.log_level,
         timeout_graceful_shutdown=10,
     )
