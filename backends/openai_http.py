@@ -1,8 +1,9 @@
 """An OpenAI-compatible HTTP upstream: vLLM, SGLang, TGI, llama.cpp server, OpenAI itself.
 
-One pooled ``aiohttp`` session per upstream, opened in :meth:`OpenAIHTTPBackend.start`. aiohttp
-rather than httpx on this path because httpx's connection pool is a documented bottleneck for
-Python proxies under concurrency (measured in ``benchmarks/proxy_overhead.py``).
+One pool of keep-alive connections per upstream (:mod:`backends.http1`), opened in
+:meth:`OpenAIHTTPBackend.start`. Not httpx, whose pool is a documented bottleneck for Python
+proxies under concurrency, and not aiohttp, which costs about twice the CPU per streamed chunk
+(both measured side by side in ``benchmarks/upstream_client.py``).
 
 Timeouts: ``connect_timeout_s`` bounds the TCP/TLS connect, ``read_timeout_s`` bounds every wait
 for bytes, including the wait for the response to start; a timeout before the response started
@@ -12,12 +13,13 @@ is a :class:`BackendTimeout` (failover is safe), one during a stream a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
+from urllib.parse import urlsplit
 
-import aiohttp
 import orjson
 
 from backends.base import (
@@ -29,6 +31,14 @@ from backends.base import (
     BackendTimeout,
 )
 from backends.config import OpenAIBackendConfig
+from backends.http1 import (
+    ConnectError,
+    ConnectionPool,
+    ConnectTimeout,
+    HTTPError,
+    ReadTimeout,
+    Response,
+)
 
 __all__ = ["OpenAIHTTPBackend"]
 
@@ -42,9 +52,11 @@ class OpenAIHTTPBackend:
     def __init__(self, name: str, config: OpenAIBackendConfig) -> None:
         self.name = name
         self.config = config
-        self._base = config.base_url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
-        self._auth: str | None = None
+        url = urlsplit(config.base_url.rstrip("/"))
+        self._origin = f"{url.scheme}://{url.netloc}"
+        self._path = url.path
+        self._pool: ConnectionPool | None = None
+        self._auth: tuple[str, str] | None = None
         self._ready_at = 0.0
         self._ready = False
 
@@ -56,67 +68,59 @@ class OpenAIHTTPBackend:
                     f"variant {self.name!r}: environment variable "
                     f"{self.config.api_key_env} (backend.api_key_env) is not set"
                 )
-            self._auth = f"Bearer {key}"
-        connector = aiohttp.TCPConnector(
-            limit=self.config.max_connections, ttl_dns_cache=300, enable_cleanup_closed=True
-        )
-        timeout = aiohttp.ClientTimeout(
-            total=None,
-            sock_connect=self.config.connect_timeout_s,
-            sock_read=self.config.read_timeout_s,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=timeout,
-            # SSE lines are read whole; a tool call's arguments can make one line long.
-            read_bufsize=1 << 20,
-            skip_auto_headers=("User-Agent",),
+            self._auth = ("Authorization", f"Bearer {key}")
+        self._pool = ConnectionPool(
+            self._origin,
+            max_connections=self.config.max_connections,
+            connect_timeout=self.config.connect_timeout_s,
+            read_timeout=self.config.read_timeout_s,
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._pool is not None:
+            await self._pool.aclose()
+            self._pool = None
 
     async def ready(self) -> bool:
         """``GET {base_url}/models``, cached for two seconds: cheap, never runs inference."""
         now = time.monotonic()
         if now - self._ready_at < _READY_CACHE_S:
             return self._ready
-        session = self._require_session()
+        pool = self._require_pool()
         try:
-            async with session.get(
-                self._base + "/models",
-                headers=self._headers({}),
-                timeout=aiohttp.ClientTimeout(total=min(2.0, self.config.read_timeout_s)),
-            ) as resp:
+            async with asyncio.timeout(min(2.0, self.config.read_timeout_s)):
+                resp = await pool.request("GET", self._path + "/models", self._headers({}))
                 await resp.read()
-                ok = resp.status < 500 and resp.status not in (404,)
-        except (TimeoutError, aiohttp.ClientError, OSError):
+            ok = resp.status < 500 and resp.status != 404
+        except (TimeoutError, HTTPError):
             ok = False
         self._ready, self._ready_at = ok, time.monotonic()
         return ok
 
     async def send(self, request: BackendRequest) -> BackendResponse:
-        session = self._require_session()
+        pool = self._require_pool()
         body: Any = request.body
         if self.config.model is not None:
             body = {**body, "model": self.config.model}
         try:
-            resp = await session.post(
-                self._base + _PATHS[request.endpoint],
-                data=orjson.dumps(body),
-                headers=self._headers(request.headers),
+            resp = await pool.request(
+                "POST",
+                self._path + _PATHS[request.endpoint],
+                self._headers(request.headers),
+                orjson.dumps(body),
             )
-        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+        except ReadTimeout as exc:
             raise BackendTimeout(f"{self.name}: no response within the timeout") from exc
-        except (aiohttp.ClientError, OSError) as exc:
+        except ConnectTimeout as exc:
+            raise BackendTimeout(f"{self.name}: {exc}") from exc
+        except ConnectError as exc:
+            raise BackendConnectError(f"{self.name}: {exc}") from exc
+        except HTTPError as exc:
             raise BackendConnectError(f"{self.name}: {exc}") from exc
 
         if resp.status >= 500:
-            data = await self._read_or_empty(resp)
-            raise BackendServerError(resp.status, data)
-        content_type = resp.headers.get("Content-Type", "application/json")
+            raise BackendServerError(resp.status, await self._read_or_empty(resp))
+        content_type = resp.headers.get("content-type", "application/json")
         if request.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
             return BackendResponse(
                 status=200,
@@ -125,24 +129,20 @@ class OpenAIHTTPBackend:
             )
         try:
             data = await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            resp.release()
+        except HTTPError as exc:
             raise BackendTimeout(f"{self.name}: body not received: {exc}") from exc
         return BackendResponse(status=resp.status, body=data, content_type=content_type)
 
-    async def _event_batches(self, resp: aiohttp.ClientResponse) -> AsyncIterator[list[bytes]]:
+    async def _event_batches(self, resp: Response) -> AsyncIterator[list[bytes]]:
         """Yield the data payloads of the SSE events that arrived together; ends at [DONE].
 
-        Reads whatever the socket has (``readany``) and splits complete events with one
+        Takes whatever the socket has delivered and splits complete events with one
         ``bytes.split``: a line-by-line reader costs two awaits per event, and batching lets
         the proxy forward a burst of events with one write.
         """
         buffer = b""
         try:
-            while True:
-                data = await resp.content.readany()
-                if not data:
-                    break
+            while data := await resp.receive():
                 if b"\r" in data:  # SSE allows CRLF and CR line ends; normalise to LF
                     data = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
                 buffer = buffer + data if buffer else data
@@ -150,16 +150,17 @@ class OpenAIHTTPBackend:
                     continue
                 *events, buffer = buffer.split(b"\n\n")
                 payloads = _payloads(events)
+                if payloads and payloads[-1] == b"[DONE]":
+                    # Only the body's framing can follow: keep the connection for reuse.
+                    resp.release_when_done()
+                    yield payloads
+                    return
                 if payloads:
                     yield payloads
-                    if payloads[-1] == b"[DONE]":
-                        return
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise BackendStreamError(
-                f"{self.name}: stream broke: {exc or type(exc).__name__}"
-            ) from exc
+        except HTTPError as exc:
+            raise BackendStreamError(f"{self.name}: stream broke: {exc}") from exc
         finally:
-            resp.release()
+            resp.close()  # a no-op once released; otherwise the upstream learns we left
         tail = _payloads([buffer]) if buffer.strip() else []
         if tail:  # a last event without its blank line
             yield tail
@@ -167,25 +168,23 @@ class OpenAIHTTPBackend:
                 return
         raise BackendStreamError(f"{self.name}: upstream closed the stream before [DONE]")
 
-    def _headers(self, extra: Any) -> dict[str, str]:
-        headers = {"Content-Type": "application/json", **extra}
+    def _headers(self, extra: Any) -> list[tuple[str, str]]:
+        headers = [("Content-Type", "application/json"), *extra.items()]
         if self._auth is not None:
-            headers["Authorization"] = self._auth
+            headers.append(self._auth)
         return headers
 
-    def _require_session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def _require_pool(self) -> ConnectionPool:
+        if self._pool is None:
             raise RuntimeError(f"backend {self.name!r} used before start()")
-        return self._session
+        return self._pool
 
     @staticmethod
-    async def _read_or_empty(resp: aiohttp.ClientResponse) -> bytes:
+    async def _read_or_empty(resp: Response) -> bytes:
         try:
             return await resp.read()
-        except (TimeoutError, aiohttp.ClientError, OSError):
+        except HTTPError:
             return b""
-        finally:
-            resp.release()
 
 
 def _payloads(events: list[bytes]) -> list[bytes]:

@@ -17,6 +17,8 @@ Measured:
   3. CPU µs per streamed chunk (responses of 100 chunks; per-request cost subtracted), both
      for a burst (all chunks at once: nginx) and paced (a chunk every 2 ms, as a model decodes:
      the fake_upstream double), where every chunk costs its own read and write;
+     The paced run also measures a bare Python byte relay (``benchmarks/bare_relay.py``: no
+     HTTP, nothing measured), the floor that one read and one write per chunk cost here;
   4. time to first chunk with a streaming upstream that waits between chunks (the aiohttp
      fake_upstream test double): through the proxy vs direct, to show nothing is buffered.
 
@@ -405,8 +407,36 @@ def main() -> int:
         qtp = _start_quanttrap(tmp, paced.url + "/v1", "quanttrap-paced")
         ngx_paced_port = free_port()
         ngx_paced = _start_nginx(tmp, "proxy-paced", 0, _reverse_proxy(ngx_paced_port, paced.port))
+        relay_port = free_port()
+        relay = subprocess.Popen(
+            [
+                "taskset",
+                "-c",
+                "0",
+                sys.executable,
+                str(ROOT / "benchmarks" / "bare_relay.py"),
+                str(relay_port),
+                str(paced.port),
+            ]
+        )
         _wait(f"http://127.0.0.1:{ngx_paced_port}/v1/models")
+        _wait(f"http://127.0.0.1:{relay_port}/v1/models")
         try:
+            # The floor: a bare byte relay in Python (no HTTP parsing, nothing measured).
+            before = _cpu_seconds([relay.pid])
+            streamed = _wrk(
+                f"http://127.0.0.1:{relay_port}/v1/chat/completions",
+                STREAM_BODY,
+                16,
+                args.duration / 2,
+                tmp,
+            )
+            results["bare_relay"] = {
+                "paced_cpu_us_per_chunk": (_cpu_seconds([relay.pid]) - before)
+                / streamed["requests"]
+                * 1e6
+                / (PACED_WORDS + 3)
+            }
             # The reference first: nginx proxying the same paced upstream.
             workers = _nginx_worker_pids(ngx_paced.pid)
             before = _cpu_seconds(workers)
@@ -438,7 +468,7 @@ def main() -> int:
                 per_stream - results["quanttrap"]["cpu_us_per_request"]
             ) / events
         finally:
-            for proc in (qtp, ngx_paced):
+            for proc in (qtp, ngx_paced, relay):
                 proc.terminate()
                 proc.wait(timeout=10)
             paced.stop()
@@ -508,6 +538,10 @@ def _report(r: dict[str, Any]) -> None:
     print(
         f"{'  paced, one chunk per write (µs)':34}{'':12}{n['paced_cpu_us_per_chunk']:12.2f}"
         f"{q['paced_cpu_us_per_chunk']:12.2f}   < 15"
+    )
+    print(
+        f"{'  (floor: bare Python byte relay)':34}{r['bare_relay']['paced_cpu_us_per_chunk']:12.2f}"
+        f"{'':24}   (no HTTP parsing: what a read + a write cost here)"
     )
     print(f"{'quanttrap / nginx CPU per request':34}{'':24}{q['cpu_ratio_vs_nginx']:12.1f}x")
     print(
