@@ -540,8 +540,8 @@ def _report(r: dict[str, Any]) -> None:
         f"{q['paced_cpu_us_per_chunk']:12.2f}   < 15"
     )
     print(
-        f"{'  (floor: bare Python byte relay)':34}{r['bare_relay']['paced_cpu_us_per_chunk']:12.2f}"
-        f"{'':24}   (no HTTP parsing: what a read + a write cost here)"
+        f"{'  floor: a bare Python byte relay':34}{'':24}"
+        f"{r['bare_relay']['paced_cpu_us_per_chunk']:12.2f}   (no HTTP: one read + one write)"
     )
     print(f"{'quanttrap / nginx CPU per request':34}{'':24}{q['cpu_ratio_vs_nginx']:12.1f}x")
     print(
