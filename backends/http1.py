@@ -317,7 +317,9 @@ class ConnectionPool:
         max_connections: int,
         connect_timeout: float,
         read_timeout: float,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        """``ssl_context`` defaults to the system's trusted CAs (``SSL_CERT_FILE`` honoured)."""
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {origin!r}")
@@ -326,7 +328,9 @@ class ConnectionPool:
         default_port = self._port == (443 if url.scheme == "https" else 80)
         host = f"[{self._host}]" if ":" in self._host else self._host
         self._host_header = host if default_port else f"{host}:{self._port}"
-        self._ssl = ssl.create_default_context() if url.scheme == "https" else None
+        self._ssl = None
+        if url.scheme == "https":
+            self._ssl = ssl_context or ssl.create_default_context()
         self.max_connections = max_connections
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout

@@ -101,7 +101,11 @@ class Batcher:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._alive = False
-        self._keep_one = "logits_to_keep" in inspect.signature(loaded.model.forward).parameters
+        forward_params = inspect.signature(loaded.model.forward).parameters
+        self._keep_one = "logits_to_keep" in forward_params
+        # transformers 5.24 renamed forward's ``past_key_values`` to ``cache`` (the old name
+        # warns until 5.40); pass whichever this version's model takes.
+        self._cache_kwarg = "cache" if "cache" in forward_params else "past_key_values"
         self.steps = 0
         """Forward passes run (prefills and decode steps)."""
         self.tokens_generated = 0
@@ -228,7 +232,8 @@ class Batcher:
         )
         return _Row(job, decoder, RowSampling(job.temperature, job.top_p, generator))
 
-    def _forward(self, **inputs: Any) -> torch.Tensor:
+    def _forward(self, cache: DynamicCache, **inputs: Any) -> torch.Tensor:
+        inputs[self._cache_kwarg] = cache
         output = self._loaded.model(use_cache=True, **inputs)
         self.steps += 1
         logits: torch.Tensor = output.logits[:, -1, :].float()
@@ -251,7 +256,7 @@ class Batcher:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=(mask.cumsum(dim=1) - 1).clamp(min=0),
-                past_key_values=cache,
+                cache=cache,
                 **extra,
             )
             batch = KVBatch.from_prefill(cache, mask)
@@ -280,7 +285,7 @@ class Batcher:
                 input_ids=ids,
                 attention_mask=mask,
                 position_ids=positions,
-                past_key_values=batch.cache,
+                cache=batch.cache,
             )
         except Exception as exc:
             logger.exception("decode step of %d sequences failed", len(self._rows))

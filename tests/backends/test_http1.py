@@ -4,9 +4,11 @@ HTTP, raw asyncio servers for the misbehaviour (stalls, early closes, garbage)."
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
+import trustme
 from aiohttp import web
 
 from backends.http1 import (
@@ -279,6 +281,41 @@ async def test_unread_body_pauses_the_socket_and_resumes_when_read(site: _Site) 
         assert len(await resp.read()) == len(big)
     finally:
         await pool.aclose()
+
+
+async def test_https_upstream_verified_against_its_ca() -> None:
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("localhost").configure_cert(server_ctx)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.Response(text="over tls")
+
+    app = web.Application()
+    app.router.add_get("/", hello)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "localhost", port, ssl_context=server_ctx).start()
+    client_ctx = ssl.create_default_context()
+    ca.configure_trust(client_ctx)
+    trusted = ConnectionPool(
+        f"https://localhost:{port}",
+        max_connections=2,
+        connect_timeout=2,
+        read_timeout=2,
+        ssl_context=client_ctx,
+    )
+    untrusted = _pool(f"https://localhost:{port}")  # the system CAs do not know this one
+    try:
+        resp = await trusted.request("GET", "/")
+        assert (resp.status, await resp.read()) == (200, b"over tls")
+        with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            await untrusted.request("GET", "/")
+    finally:
+        await trusted.aclose()
+        await untrusted.aclose()
+        await runner.cleanup()
 
 
 def test_bad_urls_and_header_injection_are_refused() -> None:
