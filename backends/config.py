@@ -26,9 +26,11 @@ class OpenAIBackendConfig(_Strict):
     api_key_env: str | None = None
     """Name of the environment variable holding the upstream's API key (never the key)."""
     connect_timeout_s: float = Field(default=5.0, gt=0)
+    """Longest wait for a connection: the connect itself, or a free one when all are busy."""
     read_timeout_s: float = Field(default=600.0, gt=0)
-    """Longest wait for the response to start; past it the variant fails over."""
+    """Longest wait for any byte; before the response starts, past it the variant fails over."""
     max_connections: int = Field(default=512, ge=1)
+    """Connections kept to this upstream at most (idle ones are reused)."""
 
 
 class EngineBackendConfig(_Strict):

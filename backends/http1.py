@@ -308,7 +308,8 @@ class Response:
 
 class ConnectionPool:
     """Keep-alive connections to one origin (``scheme://host:port``), at most
-    ``max_connections`` at once; callers past that wait for one to be free."""
+    ``max_connections`` at once; callers past that wait up to ``connect_timeout`` for one to
+    be free."""
 
     def __init__(
         self,
@@ -418,13 +419,24 @@ class ConnectionPool:
                     self._open -= 1
                     self._wake_one()
                     raise
+            # Every connection is busy. Wait for one, but not for ever: a hung upstream that
+            # holds them all must fail the request (and so fail it over), not queue it.
             waiter = self._loop.create_future()
             self._waiters.append(waiter)
             try:
-                await waiter
-            finally:
+                async with asyncio.timeout(self.connect_timeout):
+                    await waiter
+            except BaseException as exc:
                 if waiter in self._waiters:
                     self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken but leaving anyway: pass the turn on
+                if isinstance(exc, TimeoutError):
+                    raise ConnectTimeout(
+                        f"all {self.max_connections} connections busy for "
+                        f"{self.connect_timeout:g} s"
+                    ) from None
+                raise
 
     async def _connect(self) -> _Connection:
         try:

@@ -139,6 +139,28 @@ async def test_the_connection_limit_queues_callers(site: _Site) -> None:
     assert site.most_active == 2 and len(set(site.peers)) == 2
 
 
+async def test_waiting_for_a_busy_pool_is_bounded_by_the_connect_timeout(site: _Site) -> None:
+    release = asyncio.Event()
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if request.path == "/hang":
+            await release.wait()
+        return web.Response(text="ok")
+
+    await site.start(handler)
+    pool = _pool(site.url, max_connections=1, connect_timeout=0.2)
+    try:
+        hung = asyncio.ensure_future(pool.request("GET", "/hang"))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ConnectTimeout, match="busy"):
+            await pool.request("GET", "/quick")
+        release.set()
+        assert await (await hung).read() == b"ok"
+        assert await (await pool.request("GET", "/quick")).read() == b"ok"
+    finally:
+        await pool.aclose()
+
+
 async def test_body_arrives_as_it_is_sent_and_abandoning_it_closes_the_connection(
     site: _Site,
 ) -> None:
