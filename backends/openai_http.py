@@ -2,8 +2,8 @@
 
 One pool of keep-alive connections per upstream (:mod:`backends.http1`), opened in
 :meth:`OpenAIHTTPBackend.start`. Not httpx, whose pool is a documented bottleneck for Python
-proxies under concurrency, and not aiohttp, which costs about twice the CPU per streamed chunk
-(both measured side by side in ``benchmarks/upstream_client.py``).
+proxies under concurrency, and not aiohttp, which costs twice the CPU per request and 1.6× per
+streamed chunk (all three measured side by side in ``benchmarks/upstream_client.py``).
 
 Timeouts: ``connect_timeout_s`` bounds the TCP/TLS connect, ``read_timeout_s`` bounds every wait
 for bytes, including the wait for the response to start; a timeout before the response started

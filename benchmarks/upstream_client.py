@@ -48,8 +48,6 @@ STREAM_BODY = json.dumps(
 ).encode()
 HEADERS = {"Content-Type": "application/json"}
 
-Fetch = Callable[[bytes], Awaitable[int]]  # sends one request, reads the body, returns bytes
-
 
 class _Httpx:
     name = "httpx"
@@ -113,7 +111,7 @@ class _Http1:
         return n
 
 
-async def _cpu_per_request(
+async def _cpu_per_call(
     fetch: Callable[[str, bytes], Awaitable[int]],
     url: str,
     body: bytes,
@@ -135,8 +133,8 @@ async def _round(
     client: Any, plain_url: str, paced_url: str, requests: int, streams: int
 ) -> dict[str, float]:
     async with client:
-        per_request = await _cpu_per_request(client.fetch, plain_url, BODY.encode(), requests, 64)
-        per_stream = await _cpu_per_request(client.fetch, paced_url, STREAM_BODY, streams, 16)
+        per_request = await _cpu_per_call(client.fetch, plain_url, BODY.encode(), requests, 64)
+        per_stream = await _cpu_per_call(client.fetch, paced_url, STREAM_BODY, streams, 16)
     return {
         "cpu_us_per_request": per_request,
         "cpu_us_per_chunk": (per_stream - per_request) / EVENTS,

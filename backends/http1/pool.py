@@ -86,11 +86,11 @@ class ConnectionPool:
         url = urlsplit(origin)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ValueError(f"not an http(s) URL: {origin!r}")
+        default_port = 443 if url.scheme == "https" else 80
         self._host = url.hostname
-        self._port = url.port or (443 if url.scheme == "https" else 80)
-        default_port = self._port == (443 if url.scheme == "https" else 80)
+        self._port = url.port or default_port
         host = f"[{self._host}]" if ":" in self._host else self._host
-        self._host_header = host if default_port else f"{host}:{self._port}"
+        self._host_header = host if self._port == default_port else f"{host}:{self._port}"
         self._ssl = None
         if url.scheme == "https":
             self._ssl = ssl_context or ssl.create_default_context()
