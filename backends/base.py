@@ -36,7 +36,9 @@ __all__ = [
     "ExecutionInfo",
 ]
 
-Endpoint = Literal["chat", "completions"]
+Endpoint = Literal["chat", "completions", "responses", "messages", "embeddings"]
+"""The OpenAI-compatible route a request came in on (``messages`` is Anthropic's Messages API):
+backends that do not serve one answer it with a 404 in the client's error shape."""
 
 
 class BackendError(Exception):

@@ -11,10 +11,21 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Operation", "RequestRecord", "Role", "ShadowPair"]
+__all__ = ["Operation", "RequestRecord", "Role", "ShadowPair", "ToolCall"]
 
 Role = Literal["primary", "shadow", "canary"]
-Operation = Literal["chat", "text_completion"]
+Operation = Literal["chat", "text_completion", "responses", "messages", "embeddings"]
+"""The API a request used: chat completions, (legacy) completions, the Responses API,
+Anthropic's Messages API or embeddings."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool call the model made: the tool's name and its arguments as the model wrote
+    them (JSON text, not parsed: comparison parses and canonicalises it)."""
+
+    name: str
+    arguments: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +54,17 @@ class RequestRecord:
     completion_tokens: int | None = None
     finish_reason: str | None = None
     text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    """The tool calls of the answer (chat ``tool_calls``, Responses ``function_call`` items,
+    Messages ``tool_use`` blocks), in order; in memory only, like ``text``."""
+    reasoning_text: str = ""
+    """Reasoning the model emitted apart from its answer (``reasoning_content``/``reasoning``);
+    in memory only."""
+    reasoning_tokens: int | None = None
+    """Reasoning tokens from the usage figures, where the upstream reported them."""
+    time_to_first_content_s: float | None = None
+    """Time to the first answer (non-reasoning) token; ``time_to_first_token_s`` counts the
+    first generated token of any kind."""
     error_type: str | None = None
     """``None`` on success, else the OpenAI error ``type`` the client was (or would be) sent."""
     batch_size: int | None = None
