@@ -18,7 +18,7 @@ Exceptions (the only ones a backend may raise)::
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -34,6 +34,8 @@ __all__ = [
     "BackendUnavailable",
     "Endpoint",
     "ExecutionInfo",
+    "MemoryReport",
+    "TokenCallback",
 ]
 
 Endpoint = Literal["chat", "completions", "responses", "messages", "embeddings"]
@@ -68,6 +70,22 @@ class BackendStreamError(BackendError):
     """The stream broke part-way; what was already sent to the client stays sent."""
 
 
+TokenCallback = Callable[[int], None]
+"""``on_tokens(n)``: ``n`` more tokens were generated for this request (may be called from a
+worker thread; must be cheap and never raise)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryReport:
+    """One variant's memory, in bytes (see ``backends/engine/memory.py`` for the method)."""
+
+    weights_bytes: int
+    """Storage of the variant's parameters, buffers and quantization state."""
+    peak_bytes: int
+    """Peak while serving, with the scope given by ``method``."""
+    method: str
+
+
 @dataclass(slots=True)
 class BackendRequest:
     """One call to a backend.
@@ -75,6 +93,9 @@ class BackendRequest:
     ``body`` is the client's parsed JSON body; a backend must not mutate it (shadow copies
     share it) and substitutes its own served model name when it builds the upstream call.
     ``headers`` holds the headers to propagate (W3C ``traceparent``, request id).
+    ``attempt_id`` is unique per upstream attempt. ``on_tokens`` is called by backends that
+    declare ``reports_tokens`` as tokens are generated (the in-process engine, per decode
+    step): energy attribution then follows the real decode steps, not streamed chunks.
     """
 
     endpoint: Endpoint
@@ -82,6 +103,8 @@ class BackendRequest:
     stream: bool
     request_id: str
     headers: Mapping[str, str] = field(default_factory=dict)
+    attempt_id: str = ""
+    on_tokens: TokenCallback | None = None
 
 
 @dataclass(slots=True)
@@ -139,12 +162,23 @@ async def _one_by_one(events: AsyncIterator[bytes]) -> AsyncIterator[list[bytes]
 
 @runtime_checkable
 class Backend(Protocol):
-    """A source of completions for one variant."""
+    """A source of completions for one variant.
+
+    Capabilities are declared, not probed: ``reports_tokens`` says whether the backend calls
+    ``request.on_tokens`` itself (else the proxy counts streamed chunks), and :meth:`memory`
+    returns the variant's memory residency when the backend can know it (``None`` otherwise).
+    """
 
     name: str
+    reports_tokens: bool
 
     async def send(self, request: BackendRequest) -> BackendResponse:
         """Serve one request. Raises :class:`BackendUnavailable` before the first byte."""
+        ...
+
+    def memory(self) -> MemoryReport | None:
+        """The variant's weights and peak memory, or ``None`` when this backend cannot tell
+        (an HTTP upstream). May raise before :meth:`start`."""
         ...
 
     async def ready(self) -> bool:

@@ -29,6 +29,7 @@ from backends.base import (
     BackendServerError,
     BackendStreamError,
     BackendTimeout,
+    MemoryReport,
 )
 from backends.config import OpenAIBackendConfig
 from backends.http1 import (
@@ -48,6 +49,8 @@ _READY_CACHE_S = 2.0
 
 class OpenAIHTTPBackend:
     """Serves a variant by calling an OpenAI-compatible server over HTTP."""
+
+    reports_tokens = False
 
     def __init__(self, name: str, config: OpenAIBackendConfig) -> None:
         self.name = name
@@ -80,6 +83,9 @@ class OpenAIHTTPBackend:
         if self._pool is not None:
             await self._pool.aclose()
             self._pool = None
+
+    def memory(self) -> MemoryReport | None:
+        return None  # another process's memory: declare it in scoring.memory_gb
 
     async def ready(self) -> bool:
         """``GET {base_url}/models``, cached for two seconds: cheap, never runs inference."""

@@ -34,6 +34,7 @@ from backends.base import (
     BackendError,
     BackendRequest,
     BackendResponse,
+    MemoryReport,
 )
 from backends.config import OpenAIBackendConfig, VllmBackendConfig
 
@@ -233,6 +234,8 @@ def _default_upstream(name: str, config: OpenAIBackendConfig) -> Backend:
 class VllmBackend:
     """A variant served by a vLLM child process, reached over OpenAI HTTP."""
 
+    reports_tokens = False
+
     def __init__(
         self,
         name: str,
@@ -267,6 +270,9 @@ class VllmBackend:
             await self.launcher.stop()
             raise
         self._upstream = upstream
+
+    def memory(self) -> MemoryReport | None:
+        return None  # vLLM reserves its KV cache up front; declare it in scoring.memory_gb
 
     async def ready(self) -> bool:
         upstream = self._upstream

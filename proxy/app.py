@@ -1,10 +1,13 @@
-"""The ASGI application: routes, body limits, auth, errors, lifespan.
+"""The application: a FastAPI shell, with the OpenAI-compatible hot routes kept lean.
 
-A plain ASGI callable rather than a framework app: the proxy's whole job is to add next to
-nothing to each request, and a router, middleware stack and request objects would cost more CPU
-than everything else it does (see ``benchmarks/proxy_overhead.py``). Every response that is not
-a success carries OpenAI's error body; no exception ever reaches the server as a 500 with a
-traceback.
+Everything a person browses — ``/docs``, ``/openapi.json``, health, readiness, models,
+metrics, the status API and page — is an ordinary FastAPI route. The hot routes
+(``/v1/chat/completions``, ``/v1/completions``, …) are plain ASGI handlers
+(:mod:`proxy.routes`) that :class:`QuanttrapApp` dispatches to by exact path before the
+framework sees the request: a framework's router, middleware and request objects would cost
+more CPU than everything else the proxy does per request (``benchmarks/proxy_overhead.py``).
+They are still documented in ``/openapi.json`` (:mod:`proxy.openapi`). Every error, on every
+route, carries OpenAI's error body; no exception ever reaches the server as a bare 500.
 """
 
 from __future__ import annotations
@@ -13,33 +16,34 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+from starlette.routing import Route
 
 from backends.base import Backend
-from proxy.completions import CompletionService, RecordSink, RequestMeta, parse_reference_depth
+from proxy.auth import KeyChecker
 from proxy.config import Settings
 from proxy.errors import APIError
+from proxy.openapi import hot_route_paths
+from proxy.routes import HOT_ROUTES, HotRoute, Receive, Scope, Send
+from proxy.service import RecordSink, RequestService
 from proxy.shadow import PairSink
 from telemetry import Telemetry
 
-__all__ = ["QuanttrapApp", "StatusProvider"]
+__all__ = ["QuanttrapApp"]
 
 log = logging.getLogger("quanttrap.proxy")
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
 MetricsProvider = Callable[[], tuple[bytes, str]]
-StatusProvider = Callable[[], Any]
 Hook = Callable[[], Awaitable[None]]
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-_FORWARDED = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
-_MAX_REQUEST_ID = 128
+_JSON = "application/json"
 
 
 class QuanttrapApp:
@@ -61,7 +65,7 @@ class QuanttrapApp:
         self.settings = settings
         self.backends = backends
         self.telemetry = telemetry or Telemetry()
-        self.service = CompletionService(
+        self.service = RequestService(
             settings,
             backends,
             record_sinks=record_sinks,
@@ -74,49 +78,73 @@ class QuanttrapApp:
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         environ = os.environ if environ is None else environ
-        raw_keys = environ.get(settings.server.api_keys_env, "")
-        self._api_keys = frozenset(k.strip() for k in raw_keys.split(",") if k.strip())
-        self._max_body = settings.server.max_body_bytes
-        created = int(time.time())
-        self._models_body = orjson.dumps(
-            {
-                "object": "list",
-                "data": [
-                    {
-                        "id": m.name,
-                        "object": "model",
-                        "created": created,
-                        "owned_by": "quanttrap",
-                        "quanttrap": {
-                            "anchor": m.anchor,
-                            "variants": [{"name": v.name, "bits": v.bits} for v in m.variants],
-                        },
-                    }
-                    for m in settings.models
-                ],
-            }
-        )
-        self._routes: dict[str, tuple[str, Callable[..., Awaitable[None]], bool]] = {
-            # path: (method, handler, needs an API key)
-            "/v1/chat/completions": ("POST", self._chat, True),
-            "/v1/completions": ("POST", self._completions, True),
-            "/v1/models": ("GET", self._list_models, True),
-            "/healthz": ("GET", self._healthz, settings.server.protect_metrics),
-            "/readyz": ("GET", self._readyz, settings.server.protect_metrics),
-            "/metrics": ("GET", self._metrics_route, settings.server.protect_metrics),
+        self.keys = KeyChecker.from_environ(environ, settings.server.api_keys_env)
+        self._hot: dict[str, HotRoute] = {
+            path: HotRoute(self.service, settings, self.keys, operation)
+            for path, operation in HOT_ROUTES.items()
         }
+        self.api = self._build_api()
 
-    def add_route(
-        self, path: str, method: str, handler: Callable[..., Awaitable[None]], *, auth: bool
+    # -- the FastAPI shell -------------------------------------------------------------------
+
+    def _build_api(self) -> FastAPI:
+        api = FastAPI(
+            title="quanttrap",
+            summary="OpenAI-compatible proxy that measures whether quantized variants of a "
+            "model are really cheaper and still trustworthy.",
+            version="0.1.0",
+            docs_url="/docs",
+            redoc_url=None,
+        )
+        api.add_exception_handler(APIError, _api_error)
+        api.add_exception_handler(HTTPException, _http_error)
+        api.add_exception_handler(RequestValidationError, _validation_error)
+        api.add_exception_handler(Exception, _internal_error)
+        monitoring = self.settings.server.protect_metrics
+        guard = [Depends(self.keys.dependency)] if monitoring else []
+        api.add_api_route(
+            "/healthz", self._healthz, methods=["GET"], dependencies=guard, tags=["health"],
+            summary="Alive",
+        )  # fmt: skip
+        api.add_api_route(
+            "/readyz", self._readyz, methods=["GET"], dependencies=guard, tags=["health"],
+            summary="Each model's primary variant reachable (no inference)",
+        )  # fmt: skip
+        api.add_api_route(
+            "/metrics", self._metrics_route, methods=["GET"], dependencies=guard,
+            tags=["monitoring"], summary="Prometheus metrics",
+        )  # fmt: skip
+        api.add_api_route(
+            "/v1/models", self._list_models, methods=["GET"],
+            dependencies=[Depends(self.keys.dependency)], tags=["OpenAI"],
+            summary="The configured models",
+        )  # fmt: skip
+        for path, route in self._hot.items():
+            # Reached only through the fast path in __call__; registered so the framework
+            # knows them (405s, and the schema below).
+            api.router.routes.append(Route(path, route, include_in_schema=False))
+        default_openapi = api.openapi
+
+        def openapi() -> dict[str, Any]:
+            if api.openapi_schema is None:
+                schema = default_openapi()
+                schema["paths"].update(hot_route_paths(schema))
+                api.openapi_schema = schema
+            return api.openapi_schema
+
+        api.openapi = openapi  # type: ignore[method-assign]
+        return api
+
+    def add_api_route(
+        self, path: str, endpoint: Callable[..., Any], *, auth: bool, **kwargs: Any
     ) -> None:
-        """Register another route (``handler(scope, receive, send)``), e.g. the status API.
-
-        ``handler`` may raise :class:`~proxy.errors.APIError`; it is answered in OpenAI's shape.
-        """
-        self._routes[path] = (method, handler, auth)
+        """Register another FastAPI route (the status API, admin routes); ``auth`` requires a
+        client key when keys are configured. ``endpoint`` may raise :class:`APIError`."""
+        deps = [Depends(self.keys.dependency)] if auth else []
+        self.api.add_api_route(path, endpoint, dependencies=deps, **kwargs)
 
     def add_record_sink(self, sink: RecordSink) -> None:
-        """Also hand every finished request's record to ``sink`` (must be cheap, never raise)."""
+        """Also hand every finished attempt's record to ``sink`` (cheap, never raises)."""
         self.service.add_record_sink(sink)
 
     def add_pair_sink(self, sink: PairSink) -> None:
@@ -134,150 +162,46 @@ class QuanttrapApp:
     # -- ASGI entry point --------------------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind == "http":
-            await self._http(scope, receive, send)
-        elif kind == "lifespan":
+        if scope["type"] == "http":
+            route = self._hot.get(scope["path"])
+            if route is not None:
+                await route(scope, receive, send)
+                return
+        elif scope["type"] == "lifespan":
+            # Ours, not the framework's: a failed start-up is one clear log line, no traceback.
             await self._lifespan(receive, send)
-
-    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        route = self._routes.get(scope["path"])
+            return
         try:
-            if route is None:
-                raise APIError(
-                    404,
-                    f"Unknown request URL: {scope['method']} {scope['path']}.",
-                    code="unknown_url",
-                )
-            method, handler, needs_key = route
-            if scope["method"] != method:
-                raise APIError(
-                    405,
-                    f"Method {scope['method']} not allowed on {scope['path']}; use {method}.",
-                    code="method_not_allowed",
-                )
-            if needs_key and self._api_keys:
-                self._authenticate(scope)
-            await handler(scope, receive, send)
-        except APIError as exc:
-            await _send_error(send, exc)
+            await self.api(scope, receive, send)  # type: ignore[arg-type]
         except Exception:
-            # Nothing may surface as a bare 500 with a traceback; log it for the operator.
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            await _send_error(
-                send,
-                APIError(
-                    500,
-                    "The proxy hit an internal error; see its log.",
-                    type="server_error",
-                    code="internal_error",
-                ),
-            )
+            # Already answered in OpenAI's shape and logged by _internal_error; Starlette
+            # re-raises it for the server's benefit, which would only log it twice.
+            if scope["type"] != "http":
+                raise
 
-    def _authenticate(self, scope: Scope) -> None:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and token.strip() in self._api_keys:
-                    return
-                raise APIError(
-                    401,
-                    "Incorrect API key provided.",
-                    type="authentication_error",
-                    code="invalid_api_key",
-                )
-        raise APIError(
-            401,
-            "You didn't provide an API key. Provide it in the Authorization header: "
-            "'Authorization: Bearer YOUR_KEY'.",
-            type="authentication_error",
-            code="missing_api_key",
-        )
+    # -- ordinary routes ---------------------------------------------------------------------
 
-    # -- /v1 completions ---------------------------------------------------------------------
+    async def _list_models(self) -> Response:
+        created = int(time.time())
+        data = [
+            {
+                "id": m.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "quanttrap",
+                "quanttrap": {
+                    "anchor": m.anchor,
+                    "variants": [{"name": v.name, "bits": v.bits} for v in m.variants],
+                },
+            }
+            for m in self.settings.models
+        ]
+        return _json(200, {"object": "list", "data": data})
 
-    async def _chat(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._complete("chat", scope, receive, send)
+    async def _healthz(self) -> Response:
+        return _json(200, {"status": "ok"})
 
-    async def _completions(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self._complete("completions", scope, receive, send)
-
-    async def _complete(self, endpoint: Any, scope: Scope, receive: Receive, send: Send) -> None:
-        meta = RequestMeta("", time.perf_counter(), time.time())
-        forward: dict[str, str] = {}
-        request_id = None
-        for name, value in scope["headers"]:
-            if name == b"x-request-id":
-                request_id = value.decode("latin-1")
-            elif name == b"x-quanttrap-variant":
-                meta.pinned = value.decode("latin-1")
-            elif name in _FORWARDED:
-                forward[_FORWARDED[name]] = value.decode("latin-1")
-            elif name == b"x-session-id":
-                meta.session_id = value.decode("latin-1")[:_MAX_REQUEST_ID]
-            elif name == b"x-quanttrap-expected":
-                meta.expected_answer = value.decode("utf-8", errors="replace")
-            elif name == b"x-quanttrap-dataset":
-                meta.dataset = value.decode("latin-1")[:64]
-            elif name == b"x-quanttrap-depth":
-                meta.reference_depth = parse_reference_depth(value)
-            elif name == b"content-length" and value.isdigit() and int(value) > self._max_body:
-                raise _too_large(self._max_body)
-        if not request_id or len(request_id) > _MAX_REQUEST_ID or not request_id.isprintable():
-            request_id = uuid.uuid4().hex
-        meta.request_id = request_id
-        forward["x-request-id"] = request_id
-        meta.forward_headers = forward
-        raw = await _read_body(receive, self._max_body)
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise APIError(
-                400,
-                f"We could not parse the JSON body of your request ({exc}). The OpenAI API "
-                "expects a JSON payload.",
-                code="invalid_json",
-            ) from None
-        if isinstance(body, dict) and body.get("stream") is True:
-            await self._complete_streaming(endpoint, body, meta, receive, send)
-        else:
-            await self.service.handle(endpoint, body, meta, send)
-
-    async def _complete_streaming(
-        self, endpoint: Any, body: dict[str, Any], meta: RequestMeta, receive: Receive, send: Send
-    ) -> None:
-        # Watch for the client hanging up, so an abandoned stream frees its upstream slot.
-        task = asyncio.current_task()
-        watcher = asyncio.ensure_future(receive())
-
-        def on_message(fut: asyncio.Future[dict[str, Any]]) -> None:
-            if (
-                not fut.cancelled()
-                and fut.exception() is None
-                and fut.result().get("type") == "http.disconnect"
-                and task is not None
-                and not meta.ending
-            ):
-                meta.disconnected = True
-                task.cancel()
-
-        watcher.add_done_callback(on_message)
-        try:
-            await self.service.handle(endpoint, body, meta, send)
-        finally:
-            watcher.remove_done_callback(on_message)
-            watcher.cancel()
-
-    # -- other routes ------------------------------------------------------------------------
-
-    async def _list_models(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, 200, self._models_body)
-
-    async def _healthz(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _send_json(send, 200, b'{"status":"ok"}')
-
-    async def _readyz(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Ready when each model's primary variant is reachable (cheap checks, no inference)."""
+    async def _readyz(self) -> Response:
         models = self.settings.models
         checks = await asyncio.gather(
             *(self.backends[m.name, m.routing.primary].ready() for m in models),
@@ -288,24 +212,17 @@ class QuanttrapApp:
             for m, ok in zip(models, checks, strict=True)
         }
         ready = all(item["ready"] for item in report.values())
-        body = orjson.dumps({"status": "ready" if ready else "not_ready", "models": report})
-        await _send_json(send, 200 if ready else 503, body)
+        return _json(200 if ready else 503, {"status": "ready" if ready else "not_ready",
+                                             "models": report})  # fmt: skip
 
-    async def _metrics_route(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _metrics_route(self) -> Response:
         if self._metrics is None:
             raise APIError(
                 404, "Metrics are switched off (telemetry.enabled: false).", code="metrics_disabled"
             )
         # Rendering the exposition takes milliseconds: off the event loop.
         body, content_type = await asyncio.to_thread(self._metrics)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [(b"content-type", content_type.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        return Response(body, media_type=content_type)
 
     # -- lifespan ----------------------------------------------------------------------------
 
@@ -351,41 +268,49 @@ class QuanttrapApp:
                 log.error("backend failed to close: %s", result)
 
 
-async def _read_body(receive: Receive, limit: int) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body"):
-        if len(body) > limit:
-            raise _too_large(limit)
-        return body  # the common case: one message, no copy
-    parts = [body]
-    size = len(body)
-    while message.get("more_body"):
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        parts.append(chunk)
-    return b"".join(parts)
+# -- errors in OpenAI's shape, for the framework's routes ------------------------------------
 
 
-def _too_large(limit: int) -> APIError:
-    return APIError(
-        413,
-        f"Request body is larger than the limit of {limit} bytes (server.max_body_bytes).",
-        code="request_too_large",
-    )
+def _json(status: int, payload: Any) -> Response:
+    return Response(orjson.dumps(payload), status_code=status, media_type=_JSON)
 
 
-async def _send_json(send: Send, status: int, body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _JSON_HEADERS})
-    await send({"type": "http.response.body", "body": body})
+async def _api_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, APIError)
+    return Response(exc.body(), status_code=exc.status, media_type=_JSON)
 
 
-async def _send_error(send: Send, exc: APIError) -> None:
-    try:
-        await _send_json(send, exc.status, exc.body())
-    except RuntimeError:
-        # The response had already started (a stream): it was ended with an error event.
-        log.debug("could not send error %s: response already started", exc.status)
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        error = APIError(
+            404, f"Unknown request URL: {request.method} {request.url.path}.", code="unknown_url"
+        )
+    elif exc.status_code == 405:
+        error = APIError(
+            405,
+            f"Method {request.method} not allowed on {request.url.path}.",
+            code="method_not_allowed",
+        )
+    else:
+        error = APIError(exc.status_code, str(exc.detail))
+    return Response(error.body(), status_code=error.status, media_type=_JSON,
+                    headers=exc.headers)  # fmt: skip
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("query", "body"))
+    error = APIError(400, f"Invalid parameter {where}: {first.get('msg', 'invalid')}",
+                     param=where or None)  # fmt: skip
+    return Response(error.body(), status_code=400, media_type=_JSON)
+
+
+async def _internal_error(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    error = APIError(
+        500, "The proxy hit an internal error; see its log.", type="server_error",
+        code="internal_error",
+    )  # fmt: skip
+    return Response(error.body(), status_code=500, media_type=_JSON)

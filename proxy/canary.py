@@ -25,9 +25,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.completions import CompletionService, RequestMeta
 from proxy.config import ModelConfig, Settings
+from proxy.context import RequestContext
 from proxy.errors import APIError
+from proxy.service import RequestService
+from proxy.streaming import discard
 from scoring.config import CanaryConfig
 from scoring.datasets import multihop
 from scoring.datasets.gsm8k import iter_gsm8k
@@ -86,7 +88,7 @@ class CanaryRunner:
 
     def __init__(
         self,
-        service: CompletionService,
+        service: RequestService,
         settings: Settings,
         *,
         register: Register,
@@ -165,13 +167,6 @@ class CanaryRunner:
         key = (model, variant)
         request_id = f"canary-{uuid.uuid4().hex[:16]}"
         self._register(request_id, item.item_id, pair_key)
-        meta = RequestMeta(request_id, time.perf_counter(), time.time())
-        meta.pinned = variant
-        meta.expected_answer = item.expected
-        meta.dataset = item.dataset
-        meta.reference_depth = item.depth
-        meta.role = "canary"
-        meta.forward_headers = {"x-request-id": request_id, "x-quanttrap-role": "canary"}
         body: dict[str, Any] = {
             "model": model,
             "messages": [dict(m) for m in item.messages],
@@ -180,9 +175,21 @@ class CanaryRunner:
         }
         if self.config.stream:
             body["stream"] = True
+        ctx = RequestContext(
+            "chat",
+            "chat",
+            request_id,
+            body,
+            role="canary",
+            pinned=variant,
+            forward_headers={"x-request-id": request_id, "x-quanttrap-role": "canary"},
+            expected_answer=item.expected,
+            dataset=item.dataset,
+            reference_depth=item.depth,
+        )
         outcome = "completed"
         try:
-            await self._service.handle("chat", body, meta, _discard)
+            await self._service.handle(ctx, discard)
         except APIError as exc:
             outcome = "failed"
             log.info("canary to %s/%s failed: %s", model, variant, exc.message)
@@ -198,7 +205,3 @@ class CanaryRunner:
         self.counts[full] = self.counts.get(full, 0) + 1
         if self._metrics is not None:
             self._metrics.canary(key[0], key[1], outcome)
-
-
-async def _discard(message: dict[str, Any]) -> None:
-    """The ASGI ``send`` of a canary: nobody reads the answer but the record sinks."""

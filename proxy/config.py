@@ -83,8 +83,6 @@ class ShadowConfig(_Strict):
     sample_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     max_concurrency: int = Field(default=8, ge=1)
     """Shadow copies in flight at once across this model; further copies are dropped."""
-    keep_pairs: int = Field(default=1000, ge=0)
-    """Most recent shadow pairs kept in memory for comparison."""
 
 
 class ModelConfig(_Strict):

@@ -2,7 +2,7 @@
 
 A request is graded when it carries its expected answer (header ``X-Quanttrap-Expected`` or
 ``metadata.expected_answer``), optionally a dataset name and the reference's reasoning depth.
-The tags are moved into :class:`~proxy.request_meta.RequestMeta` and removed from the body: the
+The tags are moved into the :class:`~proxy.context.RequestContext` and removed from the body: the
 model must never see the answer.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from proxy.request_meta import RequestMeta
+from proxy.context import RequestContext
 
 __all__ = [
     "EVAL_KEYS",
@@ -51,7 +51,7 @@ def parse_reference_depth(value: object) -> int | None:
 
 
 def take_evaluation_tags(
-    body: dict[str, Any], metadata: dict[str, Any], meta: RequestMeta
+    body: dict[str, Any], metadata: dict[str, Any], meta: RequestContext
 ) -> dict[str, Any]:
     """Move evaluation tags out of ``metadata``: the model must never see the answer."""
     expected = metadata.get("expected_answer")

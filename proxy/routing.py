@@ -15,9 +15,7 @@ import random
 from proxy.config import ModelConfig
 from proxy.errors import APIError
 
-__all__ = ["PIN_HEADER", "Router"]
-
-PIN_HEADER = "x-quanttrap-variant"
+__all__ = ["Router"]
 
 
 class Router:

@@ -29,7 +29,6 @@ from dataclasses import replace
 from opentelemetry.metrics import Meter
 
 from backends.base import Backend
-from proxy.app import QuanttrapApp
 from proxy.canary import CanaryRunner
 from proxy.config import ConfigError, Settings
 from scoring.comparison import compare_pair
@@ -42,7 +41,7 @@ from scoring.store import EvaluationStore
 from telemetry.scoring_metrics import ScoringMetrics
 from telemetry.semconv import CAPTURE_CONTENT_ENV
 
-__all__ = ["ScoringRuntime", "attach_scoring"]
+__all__ = ["ScoringRuntime"]
 
 log = logging.getLogger("quanttrap.scoring")
 
@@ -294,12 +293,11 @@ class ScoringRuntime:
             if declared is not None:
                 out[key] = MemoryInfo(declared, "declared in scoring.memory_gb", "config")
                 continue
-            reader = getattr(backend, "memory", None)
-            if reader is None:
-                out[key] = MemoryInfo(None, "unknown")
-                continue
             try:
-                report = reader()
+                report = backend.memory()
+                if report is None:
+                    out[key] = MemoryInfo(None, "unknown")
+                    continue
                 size = report.weights_bytes if basis == "weights" else report.peak_bytes
                 method = str(report.method)
                 source: MemorySource = "weights" if basis == "weights" else _peak_source(method)
@@ -317,46 +315,6 @@ def _peak_source(method: str) -> MemorySource:
     if "rss" in peak.lower():
         return "cpu_rss"  # the process's ru_maxrss
     return "peak"
-
-
-def attach_scoring(
-    app: QuanttrapApp, settings: Settings, meter: Meter | None = None
-) -> ScoringRuntime | None:
-    """Wire live scoring into ``app`` (``None`` when ``scoring.enabled`` is false).
-
-    Raises :class:`~proxy.config.ConfigError` for a ``scoring.memory_gb`` entry that names no
-    configured variant.
-    """
-    if not settings.scoring.enabled:
-        return None
-    from proxy.status import add_status_routes
-
-    runtime = ScoringRuntime(settings, app.backends, meter=meter)
-    app.add_record_sink(runtime.record_sink)
-    app.add_pair_sink(runtime.pair_sink)
-    canary = None
-    if settings.scoring.canary.enabled:
-        canary = CanaryRunner(
-            app.service,
-            settings,
-            register=runtime.register_canary,
-            metrics=runtime.metrics,
-        )
-        runtime.canary = canary
-
-    async def startup() -> None:
-        await runtime.start()
-        if canary is not None:
-            await canary.start()
-
-    async def shutdown() -> None:
-        if canary is not None:
-            await canary.stop()
-        await runtime.stop()
-
-    app.add_lifespan_hooks(startup=startup, shutdown=shutdown)
-    add_status_routes(app, runtime)
-    return runtime
 
 
 def _check_memory(cfg: ScoringConfig, settings: Settings) -> None:

@@ -1,4 +1,4 @@
-"""Assembling and running the proxy: settings → backends → app → uvicorn."""
+"""Running the proxy under uvicorn (the app itself is assembled in :mod:`proxy.assembly`)."""
 
 from __future__ import annotations
 
@@ -6,76 +6,15 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable
-from typing import Literal
-from urllib.parse import urlsplit
 
 import uvicorn
 
-from backends.config import EngineBackendConfig, OpenAIBackendConfig, VllmBackendConfig
-from backends.factory import build_backend
-from proxy.app import QuanttrapApp
+from proxy.assembly import build_app
 from proxy.config import Settings
-from proxy.scoring_runtime import attach_scoring
-from proxy.shadow import PairStore
-from telemetry import Telemetry, VariantSpec, provider_for_backend_kind
 
-__all__ = ["build_app", "serve"]
+__all__ = ["serve"]
 
 log = logging.getLogger("quanttrap")
-
-
-def build_app(settings: Settings) -> QuanttrapApp:
-    """Backends and telemetry from the settings, the app over them, scoring attached."""
-    backends = {
-        (m.name, v.name): build_backend(v.name, v.backend)
-        for m in settings.models
-        for v in m.variants
-    }
-    telemetry = Telemetry.create(settings.telemetry, variant_specs(settings))
-    pairs = PairStore(max((m.shadow.keep_pairs for m in settings.models), default=0))
-    app = QuanttrapApp(settings, backends, pair_sinks=[pairs], telemetry=telemetry)
-    app.pair_store = pairs  # type: ignore[attr-defined]
-    attach_scoring(app, settings, meter=getattr(telemetry, "meter", None))
-    return app
-
-
-def variant_specs(settings: Settings) -> list[VariantSpec]:
-    """What telemetry needs to know of each variant: where it runs and on which GPUs."""
-    specs = []
-    for m in settings.models:
-        for v in m.variants:
-            backend = v.backend
-            address: str | None = None
-            port: int | None = None
-            metrics_url: str | None = None
-            gpus: tuple[str | int, ...] | Literal["all"] = ()
-            if isinstance(backend, OpenAIBackendConfig):
-                url = urlsplit(backend.base_url)
-                address = url.hostname
-                port = url.port or (443 if url.scheme == "https" else 80)
-            elif isinstance(backend, VllmBackendConfig):
-                address, port = backend.host, backend.port
-                metrics_url = f"http://{backend.host}:{backend.port}/metrics"
-                gpus = backend.gpus
-            else:
-                gpus = "all"  # the in-process engine runs on every GPU this process sees
-            if v.gpus is not None:
-                gpus = v.gpus
-            specs.append(
-                VariantSpec(
-                    model=m.name,
-                    name=v.name,
-                    bits=v.bits,
-                    provider=provider_for_backend_kind(backend.kind),
-                    server_address=address,
-                    server_port=port,
-                    in_process=isinstance(backend, EngineBackendConfig),
-                    gpus=gpus,
-                    rated_power_w=v.rated_power_w,
-                    metrics_url=metrics_url,
-                )
-            )
-    return specs
 
 
 def serve(settings: Settings, *, source: str) -> int:

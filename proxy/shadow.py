@@ -12,20 +12,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from backends.base import BackendRequest
 from proxy.config import ModelConfig
+from proxy.context import RequestContext, new_id
 from scoring.records import RequestRecord, ShadowPair
 
-__all__ = ["PairSink", "PairStore", "PendingPair", "ShadowDispatcher"]
+__all__ = ["PairSink", "PendingPair", "ShadowDispatcher"]
 
 log = logging.getLogger("quanttrap.shadow")
 
 PairSink = Callable[[ShadowPair], None]
-RunShadow = Callable[[str, BackendRequest, "PendingPair"], Awaitable[RequestRecord]]
+RunShadow = Callable[[str, RequestContext], Awaitable[RequestRecord]]
 
 
 class PendingPair:
@@ -43,16 +43,6 @@ class PendingPair:
 
     async def primary(self) -> RequestRecord:
         return await self._primary
-
-
-class PairStore:
-    """The most recent pairs, for inspection and tests (bounded: oldest are forgotten)."""
-
-    def __init__(self, maxlen: int) -> None:
-        self.pairs: deque[ShadowPair] = deque(maxlen=maxlen)
-
-    def __call__(self, pair: ShadowPair) -> None:
-        self.pairs.append(pair)
 
 
 class ShadowDispatcher:
@@ -89,21 +79,16 @@ class ShadowDispatcher:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def maybe_launch(
-        self, primary_variant: str, pair_id: str, request: BackendRequest
-    ) -> PendingPair | None:
+    def maybe_launch(self, primary_variant: str, ctx: RequestContext) -> PendingPair | None:
         """Decide whether to mirror this request; if so start the copies and return the pair."""
         if not self._variants or self._rng.random() >= self._rate:
             return None
         targets = [v for v in self._variants if v != primary_variant]
         if not targets:
             return None
-        pending = PendingPair(pair_id)
+        pending = PendingPair(new_id())
         # The same call, marked for the upstream as a shadow copy so its operators can tell.
-        headers = {**request.headers, "x-quanttrap-role": "shadow"}
-        request = BackendRequest(
-            request.endpoint, request.body, request.stream, request.request_id, headers
-        )
+        copy = ctx.shadow_copy(pending.pair_id)
         for variant in targets:
             if self._in_flight >= self._cap:
                 self._count(variant, "dropped")
@@ -111,14 +96,14 @@ class ShadowDispatcher:
             else:
                 self._in_flight += 1
                 self._count(variant, "sent")
-                task = asyncio.create_task(self._shadow(variant, request, pending))
+                task = asyncio.create_task(self._shadow(variant, copy, pending))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return pending
 
-    async def _shadow(self, variant: str, request: BackendRequest, pending: PendingPair) -> None:
+    async def _shadow(self, variant: str, ctx: RequestContext, pending: PendingPair) -> None:
         try:
-            record = await self._run(variant, request, pending)
+            record = await self._run(variant, ctx)
         except asyncio.CancelledError:
             self._in_flight -= 1
             raise

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
+from fastapi import Request
+from fastapi.responses import Response
 
 from proxy.errors import APIError
 from scoring.snapshot import BucketRow, HistoryPoint, LiveSnapshot, PillarView, VariantStatus
@@ -52,39 +54,37 @@ COMPARISONS_PATH = "/quanttrap/v1/comparisons"
 PAGE_PATH = "/quanttrap/"
 
 _STATIC = {
-    "index.html": b"text/html; charset=utf-8",
-    "app.js": b"text/javascript; charset=utf-8",
-    "app.css": b"text/css; charset=utf-8",
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
 }
 _MAX_LIMIT = 1000
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Handler = Callable[[dict[str, Any], Any, Send], Awaitable[None]]
 
 
 def add_status_routes(app: QuanttrapApp, runtime: ScoringRuntime) -> None:
-    """Register the status API, the log queries and the page on ``app``."""
+    """Register the status API, the log queries and the page on ``app`` (FastAPI routes)."""
     open_ = app.settings.server.protect_metrics
-    app.add_route(STATUS_PATH, "GET", _status_handler(runtime), auth=open_)
-    app.add_route(
-        EVALUATIONS_PATH,
-        "GET",
-        _log_handler(runtime, "evaluations", _EVALUATION_FILTERS),
-        auth=True,
-    )
-    app.add_route(
-        COMPARISONS_PATH,
-        "GET",
-        _log_handler(runtime, "shadow_comparisons", _COMPARISON_FILTERS),
-        auth=True,
-    )
+    app.add_api_route(
+        STATUS_PATH, _status_endpoint(runtime), auth=open_, methods=["GET"],
+        tags=["status"], summary="The live SI table",
+    )  # fmt: skip
+    app.add_api_route(
+        EVALUATIONS_PATH, _log_endpoint(runtime, "evaluations", _EVALUATION_FILTERS),
+        auth=True, methods=["GET"], tags=["status"], summary="The evaluation log",
+    )  # fmt: skip
+    app.add_api_route(
+        COMPARISONS_PATH, _log_endpoint(runtime, "shadow_comparisons", _COMPARISON_FILTERS),
+        auth=True, methods=["GET"], tags=["status"], summary="The shadow comparison log",
+    )  # fmt: skip
     files = resources.files("proxy.static")
     for name, content_type in _STATIC.items():
-        body = files.joinpath(name).read_bytes()
-        handler = _static_handler(body, content_type)
-        app.add_route(f"/quanttrap/{name}", "GET", handler, auth=open_)
+        endpoint = _static_endpoint(files.joinpath(name).read_bytes(), content_type)
+        paths = [f"/quanttrap/{name}"]
         if name == "index.html":
-            app.add_route(PAGE_PATH, "GET", handler, auth=open_)
-            app.add_route(PAGE_PATH.rstrip("/"), "GET", handler, auth=open_)
+            paths += [PAGE_PATH, PAGE_PATH.rstrip("/")]
+        for path in paths:
+            app.add_api_route(path, endpoint, auth=open_, methods=["GET"],
+                              include_in_schema=path == PAGE_PATH)  # fmt: skip
 
 
 def status_json(runtime: ScoringRuntime) -> dict[str, Any]:
@@ -267,22 +267,24 @@ def _canary_json(runtime: ScoringRuntime) -> dict[str, Any]:
     return out
 
 
-# -- handlers ----------------------------------------------------------------------------------
+# -- endpoints --------------------------------------------------------------------------------
 
 
-def _status_handler(runtime: ScoringRuntime) -> Handler:
-    async def handle(scope: dict[str, Any], receive: Any, send: Send) -> None:
-        await _send(send, 200, orjson.dumps(status_json(runtime)), b"application/json")
+def _status_endpoint(runtime: ScoringRuntime) -> Callable[[], Awaitable[Response]]:
+    async def status() -> Response:
+        return _response(orjson.dumps(status_json(runtime)), "application/json")
 
-    return handle
+    return status
 
 
 _EVALUATION_FILTERS = ("model", "variant", "role", "dataset", "correct")
 _COMPARISON_FILTERS = ("model", "primary_variant", "shadow_variant", "agree")
 
 
-def _log_handler(runtime: ScoringRuntime, table: str, allowed: tuple[str, ...]) -> Handler:
-    async def handle(scope: dict[str, Any], receive: Any, send: Send) -> None:
+def _log_endpoint(
+    runtime: ScoringRuntime, table: str, allowed: tuple[str, ...]
+) -> Callable[[Request], Awaitable[Response]]:
+    async def query(request: Request) -> Response:
         store = runtime.store
         if store is None:
             raise APIError(
@@ -290,12 +292,15 @@ def _log_handler(runtime: ScoringRuntime, table: str, allowed: tuple[str, ...]) 
                 "The evaluation log is switched off (scoring.store.enabled: false).",
                 code="store_disabled",
             )
-        filters, limit = _parse_query(scope.get("query_string", b""), allowed)
+        filters, limit = _parse_query(request.scope.get("query_string", b""), allowed)
         rows = await asyncio.to_thread(store.query, table, filters, limit)
         body = orjson.dumps({"object": "list", "data": rows, "limit": limit})
-        await _send(send, 200, body, b"application/json")
+        return _response(body, "application/json")
 
-    return handle
+    query.__doc__ = f"Rows of the {table.replace('_', ' ')} log, newest first; filters: " + (
+        ", ".join((*allowed, "since", "limit"))
+    )
+    return query
 
 
 def _parse_query(raw: bytes, allowed: tuple[str, ...]) -> tuple[dict[str, Any], int]:
@@ -325,19 +330,13 @@ def _parse_query(raw: bytes, allowed: tuple[str, ...]) -> tuple[dict[str, Any], 
     return filters, limit
 
 
-def _static_handler(body: bytes, content_type: bytes) -> Handler:
-    async def handle(scope: dict[str, Any], receive: Any, send: Send) -> None:
-        await _send(send, 200, body, content_type)
+def _static_endpoint(body: bytes, content_type: str) -> Callable[[], Awaitable[Response]]:
+    async def page() -> Response:
+        return _response(body, content_type)
 
-    return handle
+    return page
 
 
-async def _send(send: Send, status: int, body: bytes, content_type: bytes) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", content_type), (b"cache-control", b"no-store")],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+def _response(body: bytes, content_type: str) -> Response:
+    return Response(body, media_type=None, headers={"content-type": content_type,
+                                                    "cache-control": "no-store"})  # fmt: skip

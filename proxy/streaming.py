@@ -14,16 +14,22 @@ from typing import Any
 import orjson
 
 from backends.base import BackendError, BackendResponse, BackendStreamError
+from proxy.context import RequestContext
 from proxy.errors import error_body
 from proxy.openai_format import Accumulator
-from proxy.request_meta import RequestMeta
-from telemetry import RequestTelemetry
+from telemetry import RequestObserver
 
-__all__ = ["SSE_HEADERS", "Send", "consume_stream", "forward_stream", "loads_chunk", "with_usage"]
+__all__ = ["SSE_HEADERS", "Send", "discard", "forward_stream", "loads_chunk", "with_usage"]
 
 log = logging.getLogger("quanttrap.proxy")
 
 Send = Callable[[dict[str, Any]], Any]
+
+
+async def discard(message: dict[str, Any]) -> None:
+    """Where a shadow copy's or a canary's bytes go: nowhere."""
+
+
 SSE_HEADERS = [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]
 
 
@@ -32,14 +38,16 @@ async def forward_stream(
     acc: Accumulator,
     send: Send,
     client_wants_usage: bool,
-    meta: RequestMeta,
-    h: RequestTelemetry | None,
+    ctx: RequestContext,
+    h: RequestObserver | None,
 ) -> str | None:
     """Forward SSE events as they arrive; return the record's error type, if any.
 
-    Events that arrived together are forwarded with one write. A stream that breaks part-way
-    ends with an OpenAI error event and is closed: the client sees an error instead of
-    hanging or of a silently truncated answer.
+    Events that arrived together are forwarded with one write (to :func:`discard` for a
+    shadow copy: the same reading, nobody waiting). A stream that breaks part-way ends with an
+    OpenAI error event and is closed: the client sees an error instead of hanging or of a
+    silently truncated answer. ``h`` is told of streamed tokens unless the backend reports
+    its own (``None`` then).
     """
     error_type: str | None = None
     batches = response.batches()
@@ -66,7 +74,7 @@ async def forward_stream(
             if h is not None and acc.chunks > seen:
                 h.tokens(acc.chunks - seen)
             if done:
-                meta.ending = True
+                ctx.ending = True
                 out.append(b"data: [DONE]\n\n")
                 await send(
                     {"type": "http.response.body", "body": b"".join(out), "more_body": False}
@@ -84,7 +92,7 @@ async def forward_stream(
             type="upstream_error",
             code="stream_interrupted",
         )
-        meta.ending = True
+        ctx.ending = True
         await send(
             {"type": "http.response.body", "body": b"data: " + body + b"\n\n", "more_body": False}
         )
@@ -96,31 +104,6 @@ async def forward_stream(
     if acc.error is not None:
         error_type = str(acc.error.get("type") or "upstream_error")
     return error_type
-
-
-async def consume_stream(
-    response: BackendResponse, acc: Accumulator, h: RequestTelemetry | None
-) -> None:
-    """Read a stream nobody is waiting for (a shadow copy) into ``acc``."""
-    batches = response.batches()
-    try:
-        async for payloads in batches:
-            seen = acc.chunks
-            for payload in payloads:
-                if payload == b"[DONE]":
-                    if h is not None and acc.chunks > seen:
-                        h.tokens(acc.chunks - seen)
-                    return
-                obj = loads_chunk(payload)
-                if obj is not None:
-                    acc.add_chunk(obj)
-            if h is not None and acc.chunks > seen:
-                h.tokens(acc.chunks - seen)
-        raise BackendStreamError("upstream stream ended without [DONE]")
-    finally:
-        if hasattr(batches, "aclose"):
-            await batches.aclose()
-        await response.aclose()
 
 
 def loads_chunk(payload: bytes) -> dict[str, Any] | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["Operation", "RequestRecord", "Role", "ShadowPair", "ToolCall"]
+__all__ = ["AttemptOutcome", "Operation", "RequestRecord", "Role", "ShadowPair", "ToolCall"]
 
 Role = Literal["primary", "shadow", "canary"]
 Operation = Literal["chat", "text_completion", "responses", "messages", "embeddings"]
@@ -88,6 +88,44 @@ class RequestRecord:
     """Energy apportioned to this request (J); ``None`` when no method could measure it."""
     energy_method: str = "none"
     """How ``energy_j`` was obtained: ``nvml_counter``, ``nvml_power``, ``hli`` or ``none``."""
+
+    attempt_id: str = ""
+    """This upstream attempt's own id: every failover attempt, shadow copy and canary probe
+    gets a fresh one (energy is booked under it), while ``request_id`` is the client's."""
+    agent_chain_position: int = 0
+    """Calls seen before this one sharing its session id or client trace id (primaries only)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.error_type is None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptOutcome:
+    """What the proxy saw of one finished upstream attempt, handed to telemetry's observer.
+
+    The pipeline builds it from the response it relayed (or failed to get); telemetry records
+    metrics and spans from it and returns its own facts, and the :class:`RequestRecord` is
+    then built once from the request context, this outcome and those facts.
+    """
+
+    status: int
+    error_type: str | None
+    duration_s: float
+    stream: bool = False
+    time_to_first_token_s: float | None = None
+    time_to_first_content_s: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    finish_reason: str | None = None
+    text: str = ""
+    reasoning_text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()
+    batch_size: int | None = None
+    """Largest batch the backend decoded this request in, when the backend reports it."""
+    response_id: str | None = None
+    response_model: str | None = None
 
     @property
     def ok(self) -> bool:

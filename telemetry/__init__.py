@@ -4,10 +4,10 @@ The proxy uses one object, :class:`Telemetry` (see ``docs/telemetry.md``)::
 
     tel = Telemetry.create(settings.telemetry, variants)     # at start-up
     await tel.start()
-    h = tel.start_request(model=..., variant=..., role=..., operation=..., headers=..., body=...)
-    upstream_headers = h.upstream_headers()                 # traceparent for the upstream
-    h.tokens(n)                                             # per streamed chunk
-    record = await h.finish(record)                         # energy filled in
+    obs = tel.start_attempt(model=..., variant=..., attempt_id=..., role=..., ...)
+    upstream_headers = obs.upstream_headers()               # traceparent for the upstream
+    obs.tokens(n)                                           # per streamed chunk
+    facts = await obs.finish(outcome)                       # energy share, hops, span ids
     body, content_type = tel.metrics_payload()              # GET /metrics
     await tel.aclose()
 
@@ -33,7 +33,7 @@ from telemetry.hops import AgentChainTracker, count_prior_turns
 from telemetry.nvml import NvmlEnergySource
 from telemetry.propagation import extract_context, inject_headers
 from telemetry.remote import DcgmEnergySource, RemoteEnergySource
-from telemetry.request import PendingRecord, RequestTelemetry
+from telemetry.request import PendingFacts, RequestObserver, TelemetryFacts
 from telemetry.semconv import provider_for_backend_kind
 from telemetry.variants import VariantSpec
 from telemetry.vllm_scraper import UpstreamLoad, VllmMetricsScraper
@@ -56,13 +56,14 @@ __all__ = [
     "GroupEnergy",
     "IntervalReport",
     "NvmlEnergySource",
-    "PendingRecord",
+    "PendingFacts",
     "RemoteEnergySource",
-    "RequestTelemetry",
+    "RequestObserver",
     "ShadowOutcome",
     "Telemetry",
     "TelemetryConfig",
     "TelemetryConfigError",
+    "TelemetryFacts",
     "UpstreamLoad",
     "VariantSpec",
     "VllmMetricsScraper",

@@ -172,16 +172,29 @@ class EnergyAttributor:
     def groups(self) -> Mapping[str, tuple[str, ...]]:
         return self._group_gpus
 
+    @property
+    def live(self) -> int:
+        """Requests started and not finished yet."""
+        with self._lock:
+            return len(self._slots)
+
     def has_group(self, group: str) -> bool:
         return group in self._group_gpus
 
     def request_started(self, request_id: str, group: str) -> None:
-        """Start booking energy to ``request_id`` (ignored for a group without GPUs)."""
+        """Start booking energy to ``request_id`` (ignored for a group without GPUs).
+
+        The key must be unique among the requests in flight (the proxy uses attempt ids):
+        a key already metered raises ``ValueError`` rather than silently taking over the
+        other request's slot, which would leave one of them with nobody's share.
+        """
         members = self._by_group.get(group)
         if members is None:
             return
         slot = _Slot(group)
         with self._lock:
+            if request_id in self._slots:
+                raise ValueError(f"energy key {request_id!r} is already being metered")
             self._slots[request_id] = slot
             members[id(slot)] = slot
 

@@ -42,9 +42,9 @@ from telemetry.providers import (
     build_resource,
     build_tracer_provider,
 )
-from telemetry.recorder import ActiveRequest, RequestDeps
+from telemetry.recorder import ActiveObserver, RequestDeps
 from telemetry.remote import DcgmEnergySource, RemoteEnergySource
-from telemetry.request import NOOP_REQUEST, RequestTelemetry
+from telemetry.request import NOOP_OBSERVER, RequestObserver
 from telemetry.semconv import CAPTURE_CONTENT_ENV, SCHEMA_URL, SCOPE_NAME, Key
 from telemetry.variants import VariantSpec, group_key
 from telemetry.vllm_scraper import UpstreamLoad, VllmMetricsScraper
@@ -60,6 +60,8 @@ class Telemetry:
     cheap no-op and ``/metrics`` says that telemetry is off."""
 
     enabled = False
+    meter: Meter | None = None
+    """The OpenTelemetry meter other parts (live scoring) create their instruments from."""
 
     @staticmethod
     def create(
@@ -91,20 +93,25 @@ class Telemetry:
             http_client=http_client,
         )
 
-    def start_request(
+    def start_attempt(
         self,
         *,
         model: str,
         variant: str,
+        attempt_id: str,
         role: Role = "primary",
         operation: Operation = "chat",
-        headers: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None,
         request_id: str = "",
         pair_id: str | None = None,
-    ) -> RequestTelemetry:
-        """Begin measuring one request to one variant (primary, shadow copy or canary)."""
-        return NOOP_REQUEST
+        trace_headers: Mapping[str, str] | None = None,
+        session_id: str | None = None,
+        agent_turns_before: int = 0,
+        reference_depth: int | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> RequestObserver:
+        """Begin observing one upstream attempt (a primary's, a failover's, a shadow copy's
+        or a canary's); energy is metered under ``attempt_id``, which must be unique."""
+        return NOOP_OBSERVER
 
     def shadow_copy(self, model: str, variant: str, outcome: ShadowOutcome) -> None:
         """Count a shadow copy: ``sent``, then ``completed`` or ``failed``; or ``dropped``."""
@@ -198,7 +205,6 @@ class ActiveTelemetry(Telemetry):
             scraper=self.upstream_scraper,
             labels=labels,
             variants=specs,
-            session_header=config.session_header.lower(),
             finish_timeout_s=config.energy.finish_timeout_s
             + config.energy.sample_interval_ms / 1000,
         )
@@ -223,33 +229,41 @@ class ActiveTelemetry(Telemetry):
             return DcgmEnergySource(e.url, timeout_s=e.request_timeout_s), True
         return None, False
 
-    def start_request(
+    def start_attempt(
         self,
         *,
         model: str,
         variant: str,
+        attempt_id: str,
         role: Role = "primary",
         operation: Operation = "chat",
-        headers: Mapping[str, str] | None = None,
-        body: Mapping[str, Any] | None = None,
         request_id: str = "",
         pair_id: str | None = None,
-    ) -> RequestTelemetry:
+        trace_headers: Mapping[str, str] | None = None,
+        session_id: str | None = None,
+        agent_turns_before: int = 0,
+        reference_depth: int | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> RequestObserver:
         try:
-            return ActiveRequest(
+            return ActiveObserver(
                 self._deps,
                 model=model,
                 variant=variant,
                 role=role,
                 operation=operation,
-                headers=headers,
-                body=body,
+                attempt_id=attempt_id,
                 request_id=request_id,
                 pair_id=pair_id,
+                trace_headers=trace_headers,
+                session_id=session_id,
+                agent_turns_before=agent_turns_before,
+                reference_depth=reference_depth,
+                body=body,
             )
         except Exception as exc:
             self._reporter.report("request", exc)
-            return NOOP_REQUEST
+            return NOOP_OBSERVER
 
     def shadow_copy(self, model: str, variant: str, outcome: ShadowOutcome) -> None:
         labels = self._labels.get(group_key(model, variant))

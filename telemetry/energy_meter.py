@@ -142,6 +142,11 @@ class EnergyMeter:
     def measured(self, group: str) -> bool:
         return self._attributor.has_group(group)
 
+    @property
+    def metering(self) -> int:
+        """Requests (attempts) being metered now: back to 0 when nothing is in flight."""
+        return self._attributor.live
+
     def request_started(self, request_id: str, group: str) -> None:
         if self._attributor.has_group(group):
             self._attributor.request_started(request_id, group)

@@ -9,7 +9,6 @@ client's ``traceparent``; its own context goes to the upstream. Metric labels ar
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 from collections.abc import Mapping
@@ -19,12 +18,12 @@ from typing import Any
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
 from scoring.hops import logical_hops
-from scoring.records import Operation, RequestRecord, Role
+from scoring.records import AttemptOutcome, Operation, Role
 from telemetry.aggregation import HotCounter, HotHistogram
 from telemetry.attribution import EnergyShare
 from telemetry.energy_meter import EnergyMeter
 from telemetry.errors import ErrorReporter
-from telemetry.hops import AgentChainTracker, count_prior_turns
+from telemetry.hops import AgentChainTracker
 from telemetry.instruments import Instruments
 from telemetry.labels import LabelPolicy, batch_size_bucket, bounded_error_type, status_class
 from telemetry.propagation import (
@@ -33,14 +32,13 @@ from telemetry.propagation import (
     parse_traceparent,
     remote_trace_id,
 )
-from telemetry.request import PendingRecord, RequestTelemetry
+from telemetry.request import PendingFacts, RequestObserver, TelemetryFacts
 from telemetry.semconv import Key
 from telemetry.variants import VariantSpec, group_key
 from telemetry.vllm_scraper import VllmMetricsScraper
 
-__all__ = ["ActiveRequest", "RequestDeps"]
+__all__ = ["ActiveObserver", "RequestDeps"]
 
-_ids = itertools.count(1)
 _MAX_ATTR = 256
 _BODY_PARAMS = (
     ("max_completion_tokens", Key.REQUEST_MAX_TOKENS, int),
@@ -68,7 +66,6 @@ class RequestDeps:
     scraper: VllmMetricsScraper | None
     labels: LabelPolicy
     variants: Mapping[str, VariantSpec]
-    session_header: str
     finish_timeout_s: float
 
 
@@ -100,13 +97,26 @@ def _request_attributes(body: Mapping[str, Any] | None, capture: bool) -> dict[s
     return attrs
 
 
-class ActiveRequest(RequestTelemetry):
-    """A request being measured; created by :meth:`telemetry.Telemetry.start_request`."""
+_SEMCONV_OPERATION: dict[str, str] = {
+    "chat": "chat",
+    "text_completion": "text_completion",
+    "responses": "chat",  # the GenAI conventions name the Responses API a chat operation
+    "messages": "chat",
+    "embeddings": "embeddings",
+}
 
-    __slots__ = ("_batch_hint", "_chain_pos", "_d", "_finished", "_group", "_meter_key",
-                 "_model", "_model_label", "_ntokens", "_operation", "_role", "_session",
-                 "_span", "_spec", "_t0", "_t_first", "_trace_id", "_turns", "_upstream",
-                 "_variant", "_variant_label")  # fmt: skip
+
+class ActiveObserver(RequestObserver):
+    """One attempt being measured; created by :meth:`telemetry.Telemetry.start_attempt`.
+
+    Energy is metered under the attempt id, never the request id: a request's failover
+    attempts and shadow copies share its request id but each has its own slot.
+    """
+
+    __slots__ = ("_batch_hint", "_chain_pos", "_d", "_failed_over", "_finished", "_group",
+                 "_meter_key", "_model", "_model_label", "_ntokens", "_operation", "_ref_depth",
+                 "_role", "_session", "_span", "_spec", "_t0", "_t_first", "_trace_id", "_turns",
+                 "_upstream", "_variant", "_variant_label")  # fmt: skip
 
     def __init__(
         self,
@@ -116,47 +126,56 @@ class ActiveRequest(RequestTelemetry):
         variant: str,
         role: Role,
         operation: Operation,
-        headers: Mapping[str, str] | None,
-        body: Mapping[str, Any] | None,
+        attempt_id: str,
         request_id: str,
         pair_id: str | None,
+        trace_headers: Mapping[str, str] | None,
+        session_id: str | None,
+        agent_turns_before: int,
+        reference_depth: int | None,
+        body: Mapping[str, Any] | None,
     ) -> None:
         self._d = deps
+        self._ref_depth = reference_depth
         self._t0 = time.perf_counter()
-        self._model, self._role, self._operation = model, role, operation
+        self._model, self._role = model, role
+        self._operation = _SEMCONV_OPERATION.get(operation, "chat")
         self._t_first: float | None = None
         self._ntokens = 0
         self._finished = False
+        self._failed_over = False
         self._span: Span | None = None
         self._upstream: dict[str, str] | None = None
         self._batch_hint: int | None = None
         self._trace_id: str | None = None
-        self._session: str | None = None
-        self._turns = self._chain_pos = 0
-        self._meter_key = f"{request_id or next(_ids)}/{role}"
+        self._session = session_id
+        self._turns = agent_turns_before
+        self._chain_pos = 0
+        self._meter_key = attempt_id
         self._model_label = deps.labels.model(model)
         self._set_variant(variant)
         try:
             self._meter_started()
             ctx = None
             if deps.recording:
-                ctx = extract_context(headers)
+                ctx = extract_context(trace_headers)
                 self._trace_id = remote_trace_id(ctx)
             else:
-                self._upstream = self._pass_through(headers)
-            session = _header(headers, deps.session_header)
-            self._session = session[:128] if session else None
-            self._turns = count_prior_turns(body.get("messages") if body else None)
+                self._upstream = self._pass_through(trace_headers)
+            # Only the user's own calls advance an agent chain: a shadow copy or a canary is
+            # not a step of the agent's task.
             chain_key = self._session or self._trace_id
-            if chain_key is not None:
+            if chain_key is not None and role == "primary":
                 self._chain_pos = deps.tracker.position(chain_key, time.monotonic())
             if deps.recording:
                 in_process = self._spec is not None and self._spec.in_process
                 self._span = deps.tracer.start_span(
-                    f"{operation} {model[:_MAX_ATTR]}",
+                    f"{self._operation} {model[:_MAX_ATTR]}",
                     context=ctx,
                     kind=SpanKind.INTERNAL if in_process else SpanKind.CLIENT,
-                    attributes=self._start_attributes(body, request_id, pair_id),
+                    attributes=self._start_attributes(
+                        body, request_id, attempt_id, pair_id, operation
+                    ),
                     start_time=time.time_ns(),
                 )
         except Exception as exc:
@@ -189,7 +208,12 @@ class ActiveRequest(RequestTelemetry):
         d.instruments.in_flight.add(1, (self._model_label, self._variant_label, self._role))
 
     def _start_attributes(
-        self, body: Mapping[str, Any] | None, request_id: str, pair_id: str | None
+        self,
+        body: Mapping[str, Any] | None,
+        request_id: str,
+        attempt_id: str,
+        pair_id: str | None,
+        api: Operation,
     ) -> dict[str, Any]:
         spec = self._spec
         attrs = _request_attributes(body, self._d.capture_content)
@@ -206,34 +230,16 @@ class ActiveRequest(RequestTelemetry):
                 attrs[Key.SERVER_ADDRESS] = spec.server_address
                 if spec.server_port is not None:
                     attrs[Key.SERVER_PORT] = spec.server_port
+        attrs[Key.API] = api
         if request_id:
             attrs[Key.REQUEST_ID] = request_id[:_MAX_ATTR]
+        if attempt_id:
+            attrs[Key.ATTEMPT_ID] = attempt_id[:_MAX_ATTR]
         if pair_id:
             attrs[Key.PAIR_ID] = pair_id[:_MAX_ATTR]
         if self._session:
             attrs[Key.CONVERSATION_ID] = self._session
         return attrs
-
-    @property
-    def trace_id(self) -> str | None:
-        return self._trace_id
-
-    @property
-    def session_id(self) -> str | None:
-        return self._session
-
-    @property
-    def agent_turns_before(self) -> int:
-        return self._turns
-
-    @property
-    def agent_chain_position(self) -> int:
-        return self._chain_pos
-
-    @property
-    def meter_key(self) -> str:
-        """The key this request is metered under (for ``EnergyMeter.tokens`` from a thread)."""
-        return self._meter_key
 
     def first_token(self) -> None:
         if self._t_first is None:
@@ -253,13 +259,10 @@ class ActiveRequest(RequestTelemetry):
 
     def failover(self, to_variant: str, error_type: str | None = None) -> None:
         d = self._d
+        self._failed_over = True
         try:
-            old_label = self._variant_label
-            d.instruments.in_flight.add(-1, (self._model_label, old_label, self._role))
-            d.meter.request_finished(self._meter_key, self._group, duration_s=0.0)
-            self._set_variant(to_variant)
-            d.instruments.failovers.add(1, (self._model_label, old_label, self._variant_label))
-            self._meter_started()
+            to_label = d.labels.variant(self._model, to_variant)
+            d.instruments.failovers.add(1, (self._model_label, self._variant_label, to_label))
             if self._span is not None:
                 self._span.add_event(
                     "quanttrap.failover",
@@ -268,7 +271,6 @@ class ActiveRequest(RequestTelemetry):
                         Key.ERROR_TYPE: bounded_error_type(error_type) or "",
                     },
                 )
-                self._span.set_attribute(Key.VARIANT, to_variant[:_MAX_ATTR])
         except Exception as exc:
             d.reporter.report("request", exc)
 
@@ -281,109 +283,99 @@ class ActiveRequest(RequestTelemetry):
                 self._upstream = {}
         return self._upstream
 
-    def finish(
-        self,
-        record: RequestRecord,
-        *,
-        response_id: str | None = None,
-        response_model: str | None = None,
-    ) -> PendingRecord:
+    def finish(self, outcome: AttemptOutcome) -> PendingFacts:
         if self._finished:
-            return PendingRecord(record)
+            return PendingFacts()
         self._finished = True
         d = self._d
         try:
             end_ns = time.time_ns()
             inst = d.instruments
-            batch = record.batch_size
+            batch = outcome.batch_size
             if batch is None:
                 batch = self._batch_hint
                 if batch is None and d.scraper is not None:
                     batch = d.scraper.current_batch(self._group)
             bucket = batch_size_bucket(batch)
-            variant_label = d.labels.variant(self._model, record.variant)
-            spec = d.variants.get(group_key(self._model, record.variant))
-            bits = str(spec.bits if spec else record.bits)
+            variant_label = self._variant_label
+            spec = self._spec
+            bits = str(spec.bits) if spec else "other"
             provider = spec.provider if spec else "openai"
-            ok = record.ok
-            err = "" if ok else bounded_error_type(record.error_type or str(record.status))
+            ok = outcome.ok
+            err = "" if ok else bounded_error_type(outcome.error_type or str(outcome.status))
             ok_labels = (self._operation, provider, self._model_label, variant_label, bits,
                          self._role, bucket)  # fmt: skip
-            all_labels = (*ok_labels, status_class(record.status), err or "")
-            duration = record.duration_s
+            all_labels = (*ok_labels, status_class(outcome.status), err or "")
+            duration = outcome.duration_s
             m: list[tuple[HotHistogram | HotCounter, float, tuple[str, ...]]] = [
-                (inst.duration, duration, all_labels),
-                (inst.requests, 1.0, all_labels),
                 (inst.in_flight, -1.0, (self._model_label, self._variant_label, self._role)),
             ]
-            ttft = record.time_to_first_token_s
+            if not self._failed_over:
+                # A request that moved on to another variant is counted once, where it ended;
+                # its failed attempts show in the failover counter (and the span's events).
+                m += [(inst.duration, duration, all_labels), (inst.requests, 1.0, all_labels)]
+            ttft = outcome.time_to_first_token_s
             if ttft is None and self._t_first is not None:
                 ttft = self._t_first - self._t0
-            out = record.completion_tokens
+            out = outcome.completion_tokens
             if out is None and self._ntokens:
                 out = self._ntokens
             if ok and ttft is not None:
                 m.append((inst.ttft, ttft, ok_labels))
                 if out is not None and out > 1 and duration > ttft:
                     m.append((inst.tpot, (duration - ttft) / (out - 1), ok_labels))
-            if record.prompt_tokens is not None:
-                m.append((inst.token_usage, record.prompt_tokens, (*ok_labels, "input")))
+            if outcome.prompt_tokens is not None:
+                m.append((inst.token_usage, outcome.prompt_tokens, (*ok_labels, "input")))
             hop_labels = (self._model_label, variant_label, bits, self._role)
             if out is not None:
                 m.append((inst.token_usage, out, (*ok_labels, "output")))
                 m.append((inst.hops_atomic, out, hop_labels))
-            logical = self._logical_hops(record.text)
+            logical = self._logical_hops(outcome.text, outcome.reasoning_text)
             if logical is not None:
                 m.append((inst.hops_logical, logical, hop_labels))
-            if record.reference_depth is not None:
-                m.append((inst.hops_reference, record.reference_depth, hop_labels))
-            agent_hops = max(record.agent_turns_before or self._turns, self._chain_pos)
+            if self._ref_depth is not None:
+                m.append((inst.hops_reference, self._ref_depth, hop_labels))
+            agent_hops = max(self._turns, self._chain_pos)
             m.append((inst.hops_agent, agent_hops, hop_labels))
             inst.hot.record_all(m)
             ticket = d.meter.request_finished(
-                self._meter_key, self._group, duration_s=duration, batch_size=record.batch_size
+                self._meter_key, self._group, duration_s=duration, batch_size=outcome.batch_size
             )
+            span_id = None
             if self._span is not None:
-                self._finish_span(record, response_id, response_model, out, batch, bucket, err)
+                self._finish_span(outcome, out, batch, bucket, err)
                 self._span.set_attribute(Key.HOPS_AGENT, agent_hops)
                 if logical is not None:
                     self._span.set_attribute(Key.HOPS_LOGICAL, logical)
+                span_id = format(self._span.get_span_context().span_id, "016x")
             energy_labels = (*hop_labels, bucket)
             ticket.add_done_callback(lambda share: self._on_energy(share, energy_labels, end_ns))
-            return PendingRecord(record, ticket, d.finish_timeout_s, self._fill(record, batch))
+            facts = TelemetryFacts(
+                batch_size=batch,
+                trace_id=self._trace_id,
+                span_id=span_id,
+                agent_chain_position=self._chain_pos,
+                logical_hops=logical,
+            )
+            return PendingFacts(facts, ticket, d.finish_timeout_s)
         except Exception as exc:
             d.reporter.report("request", exc)
             if self._span is not None:
                 self._span.end()
-            return PendingRecord(record)
+            return PendingFacts(TelemetryFacts(trace_id=self._trace_id))
 
-    def _logical_hops(self, text: str) -> int | None:
-        if not text:
+    def _logical_hops(self, text: str, reasoning: str) -> int | None:
+        if not text and not reasoning:
             return None
         try:
-            return logical_hops(text)
+            return logical_hops(f"{reasoning}\n{text}" if reasoning else text)
         except Exception as exc:
             self._d.reporter.report("hops", exc)
             return None
 
-    def _fill(self, record: RequestRecord, batch: int | None) -> dict[str, Any]:
-        """Record fields telemetry knows and the proxy left empty (applied once, later)."""
-        changes: dict[str, Any] = {}
-        if record.trace_id is None and self._trace_id is not None:
-            changes["trace_id"] = self._trace_id
-        if record.session_id is None and self._session is not None:
-            changes["session_id"] = self._session
-        if record.agent_turns_before == 0 and self._turns:
-            changes["agent_turns_before"] = self._turns
-        if record.batch_size is None and batch is not None:
-            changes["batch_size"] = batch
-        return changes
-
     def _finish_span(
         self,
-        record: RequestRecord,
-        response_id: str | None,
-        response_model: str | None,
+        outcome: AttemptOutcome,
         out: int | None,
         batch: int | None,
         bucket: str,
@@ -392,26 +384,26 @@ class ActiveRequest(RequestTelemetry):
         span = self._span
         assert span is not None
         attrs: dict[str, Any] = {Key.BATCH_SIZE_BUCKET: bucket}
-        if response_id:
-            attrs[Key.RESPONSE_ID] = response_id[:_MAX_ATTR]
-        if response_model:
-            attrs[Key.RESPONSE_MODEL] = response_model[:_MAX_ATTR]
-        if record.finish_reason:
-            attrs[Key.RESPONSE_FINISH_REASONS] = (record.finish_reason[:_MAX_ATTR],)
-        if record.prompt_tokens is not None:
-            attrs[Key.USAGE_INPUT_TOKENS] = record.prompt_tokens
+        if outcome.response_id:
+            attrs[Key.RESPONSE_ID] = outcome.response_id[:_MAX_ATTR]
+        if outcome.response_model:
+            attrs[Key.RESPONSE_MODEL] = outcome.response_model[:_MAX_ATTR]
+        if outcome.finish_reason:
+            attrs[Key.RESPONSE_FINISH_REASONS] = (outcome.finish_reason[:_MAX_ATTR],)
+        if outcome.prompt_tokens is not None:
+            attrs[Key.USAGE_INPUT_TOKENS] = outcome.prompt_tokens
         if out is not None:
             attrs[Key.USAGE_OUTPUT_TOKENS] = out
             attrs[Key.HOPS_ATOMIC] = out
         if batch is not None:
             attrs[Key.BATCH_SIZE] = batch
-        if record.reference_depth is not None:
-            attrs[Key.HOPS_REFERENCE] = record.reference_depth
-        if self._d.capture_content and record.text:
+        if self._ref_depth is not None:
+            attrs[Key.HOPS_REFERENCE] = self._ref_depth
+        if self._d.capture_content and outcome.text:
             message = {
                 "role": "assistant",
-                "parts": [{"type": "text", "content": record.text}],
-                "finish_reason": record.finish_reason or "",
+                "parts": [{"type": "text", "content": outcome.text}],
+                "finish_reason": outcome.finish_reason or "",
             }
             attrs[Key.OUTPUT_MESSAGES] = json.dumps([message])
         if err:

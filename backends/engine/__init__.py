@@ -4,10 +4,10 @@ Importing this package imports torch and transformers; ``backends.factory`` impo
 for variants whose backend kind is ``engine``.
 """
 
+from backends.base import MemoryReport
 from backends.engine.backend import EngineBackend
 from backends.engine.batcher import TokenHook
 from backends.engine.loader import EngineLoadError, LoadedModel, load_model
-from backends.engine.memory import MemoryReport
 
 __all__ = [
     "EngineBackend",

@@ -13,6 +13,7 @@ this request a token, ``info.extra["mean_batch_size"]`` the mean over those step
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import AsyncIterator
 
@@ -24,11 +25,13 @@ from backends.base import (
     BackendServerError,
     BackendStreamError,
     ExecutionInfo,
+    MemoryReport,
+    TokenCallback,
 )
 from backends.config import EngineBackendConfig
-from backends.engine.batcher import Batcher, Job, StepEvent, TokenHook
+from backends.engine.batcher import Batcher, Job, StepEvent
 from backends.engine.loader import LoadedModel, load_model
-from backends.engine.memory import MemoryReport, memory_report, weights_bytes
+from backends.engine.memory import memory_report, weights_bytes
 from backends.engine.openai_format import DONE, ChunkWriter, completion_body, error_body
 from backends.engine.params import (
     InvalidRequest,
@@ -62,12 +65,14 @@ class _Tracker:
 class EngineBackend:
     """Serves one variant from a model loaded in this process."""
 
-    def __init__(
-        self, name: str, config: EngineBackendConfig, *, on_tokens: TokenHook | None = None
-    ) -> None:
+    reports_tokens = True
+    """Generated tokens are reported per decode step through ``request.on_tokens``."""
+
+    def __init__(self, name: str, config: EngineBackendConfig) -> None:
         self.name = name
         self.config = config
-        self._on_tokens = on_tokens
+        self._token_sinks: dict[str, TokenCallback] = {}
+        self._jobs = itertools.count(1)
         self._loaded: LoadedModel | None = None
         self._batcher: Batcher | None = None
         self._weights_bytes = 0
@@ -76,17 +81,6 @@ class EngineBackend:
     @classmethod
     def from_config(cls, name: str, config: EngineBackendConfig) -> EngineBackend:
         return cls(name, config)
-
-    @property
-    def on_tokens(self) -> TokenHook | None:
-        return self._on_tokens
-
-    @on_tokens.setter
-    def on_tokens(self, hook: TokenHook | None) -> None:
-        """Set before :meth:`start`; it is called on the worker thread, so keep it cheap."""
-        if self._batcher is not None:
-            raise RuntimeError("set on_tokens before start()")
-        self._on_tokens = hook
 
     @property
     def loaded(self) -> LoadedModel | None:
@@ -113,7 +107,7 @@ class EngineBackend:
             self._loaded,
             max_batch_size=cfg.max_batch_size,
             batch_wait_ms=cfg.batch_wait_ms,
-            on_tokens=self._on_tokens,
+            on_tokens=self._dispatch_tokens,
         )
         self._batcher.start(asyncio.get_running_loop())
         logger.info(
@@ -143,7 +137,27 @@ class EngineBackend:
             raise RuntimeError(f"variant {self.name!r}: memory() before start()")
         return memory_report(self._loaded.model, self._loaded.device, self._weights_bytes)
 
+    def _dispatch_tokens(self, job_id: str, n: int) -> None:
+        """The batcher's per-step hook (worker thread): on to the request's own callback."""
+        sink = self._token_sinks.get(job_id)
+        if sink is not None:
+            sink(n)
+
     async def send(self, request: BackendRequest) -> BackendResponse:
+        job_id = f"{request.attempt_id or request.request_id}#{next(self._jobs)}"
+        if request.on_tokens is None:
+            return await self._send(request, job_id)
+        self._token_sinks[job_id] = request.on_tokens
+        try:
+            response = await self._send(request, job_id)
+        except BaseException:
+            self._token_sinks.pop(job_id, None)
+            raise
+        if response.events is None:  # else the stream releases it when it ends
+            self._token_sinks.pop(job_id, None)
+        return response
+
+    async def _send(self, request: BackendRequest, job_id: str) -> BackendResponse:
         batcher, loaded = self._batcher, self._loaded
         if batcher is None or loaded is None or not batcher.alive:
             raise BackendServerError(
@@ -163,7 +177,7 @@ class EngineBackend:
             return BackendResponse(status=400, body=body)
         events: asyncio.Queue[StepEvent] = asyncio.Queue()
         job = Job(
-            request_id=request.request_id,
+            request_id=job_id,
             prompt_ids=prompt_ids,
             max_new_tokens=self._token_budget(sampling, len(prompt_ids), loaded),
             sink=events.put_nowait,
@@ -251,6 +265,7 @@ class EngineBackend:
         finally:
             # Normal end: a no-op. Client gone (aclose): the worker drops the row next step.
             Batcher.cancel(job)
+            self._token_sinks.pop(job.request_id, None)
 
 
 def _gpu_uuids(device: torch.device) -> tuple[str, ...]:

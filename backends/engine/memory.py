@@ -18,23 +18,13 @@ from __future__ import annotations
 import resource
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from backends.base import MemoryReport
+
 __all__ = ["MemoryReport", "memory_report", "weights_bytes"]
-
-
-@dataclass(frozen=True, slots=True)
-class MemoryReport:
-    """One variant's memory, in bytes."""
-
-    weights_bytes: int
-    """Storage of the variant's parameters, buffers and quantization state."""
-    peak_bytes: int
-    """Peak while serving, with the scope given by ``method``."""
-    method: str
 
 
 def _tensors(value: Any, depth: int = 0) -> Iterator[torch.Tensor]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,18 @@ class TokenCounter:
         if self.pause_at == (request_id, count):
             self.paused.set()
             self.resume.wait(timeout=10)
+
+
+def count_tokens(backend: EngineBackend, counter: TokenCounter) -> None:
+    """Give every request sent to ``backend`` an ``on_tokens`` callback into ``counter``
+    (keyed by request id), as the proxy's pipeline does with telemetry's observer."""
+    send = backend.send
+
+    async def counted(request: BackendRequest) -> BackendResponse:
+        rid = request.request_id
+        return await send(replace(request, on_tokens=lambda n: counter(rid, n)))
+
+    backend.send = counted  # type: ignore[method-assign]
 
 
 def engine(model: Path, precision: str = "fp32", **overrides: Any) -> EngineBackend:

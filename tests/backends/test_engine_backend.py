@@ -19,6 +19,7 @@ from tests.backends.engine_helpers import (
     chat,
     chunks,
     completion,
+    count_tokens,
     engine,
     streamed_text,
 )
@@ -40,7 +41,7 @@ def counter() -> TokenCounter:
 @pytest.fixture
 async def backend(model_dir: Path, counter: TokenCounter) -> AsyncIterator[EngineBackend]:
     backend = engine(model_dir)
-    backend.on_tokens = counter
+    count_tokens(backend, counter)
     await backend.start()
     yield backend
     await backend.aclose()

@@ -17,7 +17,15 @@ import pytest
 
 from backends.base import BackendServerError, BackendStreamError
 from backends.engine import EngineBackend
-from tests.backends.engine_helpers import TokenCounter, answer, chat, chunks, engine, streamed_text
+from tests.backends.engine_helpers import (
+    TokenCounter,
+    answer,
+    chat,
+    chunks,
+    count_tokens,
+    engine,
+    streamed_text,
+)
 from tests.doubles.tiny_llama import build_tiny_llama
 
 PROMPTS = [f"{'hello ' * (i + 1)}Café {i}" for i in range(8)]
@@ -36,7 +44,7 @@ def counter() -> TokenCounter:
 @pytest.fixture
 async def backend(model_dir: Path, counter: TokenCounter) -> AsyncIterator[EngineBackend]:
     backend = engine(model_dir, max_batch_size=16, batch_wait_ms=50.0, max_new_tokens=256)
-    backend.on_tokens = counter
+    count_tokens(backend, counter)
     await backend.start()
     yield backend
     await backend.aclose()

@@ -15,6 +15,7 @@ from backends.base import (
     BackendResponse,
     BackendStreamError,
     ExecutionInfo,
+    MemoryReport,
 )
 
 __all__ = ["ScriptedBackend"]
@@ -22,6 +23,8 @@ __all__ = ["ScriptedBackend"]
 
 class ScriptedBackend:
     """Answers like an OpenAI server would, or fails the way it is told to."""
+
+    reports_tokens = False
 
     def __init__(
         self,
@@ -32,6 +35,7 @@ class ScriptedBackend:
         status: int = 200,
         body: bytes | None = None,
         delay_s: float = 0.0,
+        chunk_delay_s: float = 0.0,
         break_after: int | None = None,
         batch_size: int | None = None,
         ready: bool = True,
@@ -42,6 +46,7 @@ class ScriptedBackend:
         self.status = status
         self.body = body
         self.delay_s = delay_s
+        self.chunk_delay_s = chunk_delay_s
         self.break_after = break_after
         self.batch_size = batch_size
         self.is_ready = ready
@@ -58,6 +63,9 @@ class ScriptedBackend:
 
     async def ready(self) -> bool:
         return self.is_ready
+
+    def memory(self) -> MemoryReport | None:
+        return None
 
     async def send(self, request: BackendRequest) -> BackendResponse:
         self.calls.append(request)
@@ -104,7 +112,7 @@ class ScriptedBackend:
             for i, word in enumerate(self.words):
                 if self.break_after is not None and i >= self.break_after:
                     raise BackendStreamError("scripted break")
-                await asyncio.sleep(0)
+                await asyncio.sleep(self.chunk_delay_s)
                 piece = word if i == 0 else " " + word
                 choice = (
                     {"index": 0, "delta": {"content": piece}, "finish_reason": None}

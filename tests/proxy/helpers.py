@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -10,8 +11,7 @@ import httpx
 
 from proxy.app import QuanttrapApp
 from proxy.config import settings_from_mapping
-from proxy.shadow import PairStore
-from scoring.records import RequestRecord
+from scoring.records import RequestRecord, ShadowPair
 from tests.doubles.scripted_backend import ScriptedBackend
 
 
@@ -39,6 +39,16 @@ def settings_for(
             ],
         }
     )
+
+
+class PairStore:
+    """The most recent shadow pairs (bounded: the oldest are forgotten)."""
+
+    def __init__(self, maxlen: int) -> None:
+        self.pairs: deque[ShadowPair] = deque(maxlen=maxlen)
+
+    def __call__(self, pair: ShadowPair) -> None:
+        self.pairs.append(pair)
 
 
 class Harness:

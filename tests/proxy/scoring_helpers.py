@@ -11,7 +11,8 @@ import httpx
 from opentelemetry.metrics import Meter
 
 from proxy.app import QuanttrapApp
-from proxy.scoring_runtime import ScoringRuntime, attach_scoring
+from proxy.assembly import attach_scoring
+from proxy.scoring_runtime import ScoringRuntime
 from scoring.config import ScoringConfig
 from tests.doubles.scripted_backend import ScriptedBackend
 from tests.proxy.helpers import settings_for

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from backends.base import BackendConnectError, BackendServerError, BackendTimeout
-from proxy.completions import parse_reference_depth
+from proxy.evaluation_tags import parse_reference_depth
 from tests.doubles.scripted_backend import ScriptedBackend
 from tests.proxy.helpers import chat, harness
 
@@ -175,8 +175,16 @@ async def test_failover_to_the_next_variant(failure: Exception) -> None:
     async with harness({"bf16": bf16, "nf4": nf4}) as h:
         resp = await h.client.post("/v1/chat/completions", json=chat())
     assert resp.status_code == 200 and resp.headers["x-quanttrap-variant"] == "nf4"
-    assert h.records[0].failed_over_from == ("bf16",)
-    assert h.records[0].variant == "nf4"
+    # Each attempt has its own id and its own record; the failed one says why it failed.
+    failed, served = h.records
+    assert (failed.variant, failed.ok, failed.status) == ("bf16", False, failed.status)
+    assert failed.status in (502, 504) and failed.error_type in (
+        "upstream_unavailable",
+        "upstream_timeout",
+    )
+    assert (served.variant, served.ok, served.failed_over_from) == ("nf4", True, ("bf16",))
+    assert failed.request_id == served.request_id == resp.headers["x-request-id"]
+    assert failed.attempt_id and served.attempt_id and failed.attempt_id != served.attempt_id
 
 
 async def test_all_variants_failing_is_502_or_504() -> None:

@@ -34,7 +34,9 @@ async def test_shadow_never_delays_the_user_and_is_paired() -> None:
     assert pair.shadow.role == "shadow" and pair.shadow.text == "an answer"
     assert pair.shadow.stream is True  # same streaming mode as the primary
     assert pair.shadow.completion_tokens == 2
-    assert pair.pair_id == pair.primary.request_id == pair.shadow.request_id
+    assert pair.pair_id == pair.primary.pair_id == pair.shadow.pair_id
+    assert pair.primary.request_id == pair.shadow.request_id  # the user's request id
+    assert pair.primary.attempt_id != pair.shadow.attempt_id  # each attempt its own
     assert nf4.calls[0].headers["x-quanttrap-role"] == "shadow"
     assert [r.role for r in h.records] == ["primary"]  # shadow records go to the pair sinks
 

@@ -8,10 +8,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
+from backends.base import MemoryReport
 from proxy.config import ConfigError
 from proxy.scoring_runtime import ScoringRuntime
 from proxy.status_cli import format_status, format_wrong
@@ -219,7 +221,7 @@ async def test_sinks_are_bounded_and_scoring_can_be_switched_off() -> None:
         assert len(h.runtime._records) == 100
         assert h.runtime.counters["dropped_records"] == 103
     from proxy.app import QuanttrapApp
-    from proxy.scoring_runtime import attach_scoring
+    from proxy.assembly import attach_scoring
 
     settings = settings_for({"bf16": 16}, primary="bf16")
     off = settings.model_copy(
@@ -227,7 +229,7 @@ async def test_sinks_are_bounded_and_scoring_can_be_switched_off() -> None:
     )
     app = QuanttrapApp(off, {("demo", "bf16"): ScriptedBackend("bf16")}, environ={})
     assert attach_scoring(app, off) is None
-    assert "/quanttrap/v1/status" not in app._routes
+    assert (await app_client_get(app, "/quanttrap/v1/status")) == 404
 
 
 def test_declared_memory_must_name_a_configured_variant() -> None:
@@ -265,10 +267,14 @@ class _EngineLike(ScriptedBackend):
         self.method = "process peak RSS"
 
     def memory(self) -> Any:
-        from types import SimpleNamespace
-
         weights, peak = self._report
-        return SimpleNamespace(weights_bytes=weights, peak_bytes=peak, method=self.method)
+        return MemoryReport(weights_bytes=weights, peak_bytes=peak, method=self.method)
+
+
+async def app_client_get(app: Any, path: str) -> int:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://proxy") as client:
+        return (await client.get(path)).status_code
 
 
 def test_memory_comes_from_config_else_the_engine_else_unknown() -> None:

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from telemetry import Telemetry, TelemetryConfig, VariantSpec
 from telemetry.semconv import HISTOGRAMS, Metric
-from tests.telemetry.helpers import MODEL, make_telemetry, record, value
+from tests.telemetry.helpers import MODEL, make_telemetry, record, start, value
 
 # The GenAI boundaries of semantic conventions v1.41.0 (docs/gen-ai/gen-ai-metrics.md).
 CONVENTION_BUCKETS: dict[str, list[float]] = {
@@ -55,10 +55,10 @@ DOCUMENTED = {
 async def _payload() -> str:
     tel, _, _ = make_telemetry()
     await tel.start()
-    h = tel.start_request(model=MODEL, variant="fp16", headers={"x-session-id": "s"})
+    h = start(tel, model=MODEL, variant="fp16", headers={"x-session-id": "s"}, reference_depth=2)
     h.tokens(9)
-    await h.finish(record(reference_depth=2))
-    h2 = tel.start_request(model=MODEL, variant="fp16")
+    await h.finish(record())
+    h2 = start(tel, model=MODEL, variant="fp16")
     h2.failover("nf4")
     await h2.finish(record(variant="nf4", bits=4))
     tel.shadow_copy(MODEL, "nf4", "sent")

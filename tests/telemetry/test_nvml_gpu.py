@@ -12,7 +12,7 @@ from telemetry import NvmlEnergySource, Telemetry, TelemetryConfig, VariantSpec
 from telemetry.agent import NvmlAgent
 from telemetry.energy_source import EnergySourceError
 from telemetry.remote import RemoteEnergySource
-from tests.telemetry.helpers import record
+from tests.telemetry.helpers import record, start
 
 pytestmark = pytest.mark.gpu
 
@@ -78,7 +78,7 @@ async def test_end_to_end_request_energy_on_the_gpu(nvml: NvmlEnergySource) -> N
     cfg = TelemetryConfig.model_validate({"energy": {"source": "nvml"}})
     tel = Telemetry.create(cfg, [VariantSpec("m", "fp16", 16, gpus="all")], environ={})
     await tel.start()
-    h = tel.start_request(model="m", variant="fp16")
+    h = start(tel, model="m", variant="fp16")
     for _ in range(10):
         await asyncio.to_thread(_burn, 0.1)
         h.tokens(1)

@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from scoring.hops import logical_hops
 from telemetry import FakeEnergySource, Telemetry, TelemetryConfig, VariantSpec
 from telemetry.core import ActiveTelemetry, ShadowOutcome
-from tests.telemetry.helpers import MODEL, make_telemetry, record, samples, value
+from tests.telemetry.helpers import MODEL, make_telemetry, record, samples, start, value
 
 Started = tuple[Telemetry, CollectorRegistry, InMemorySpanExporter]
 
@@ -47,7 +47,8 @@ async def test_span_carries_genai_attributes_and_continues_the_client_trace(
         "top_p": 0.9,
         "seed": 7,
     }
-    h = tel.start_request(
+    h = start(
+        tel,
         model=MODEL,
         variant="fp16",
         headers={"traceparent": TRACEPARENT, "X-Session-Id": "sess-1"},
@@ -99,7 +100,7 @@ async def test_in_process_variant_gets_internal_span_kind() -> None:
     variants = (VariantSpec(MODEL, "fp16", 16, in_process=True),)
     tel, _, exporter = make_telemetry(variants=variants)
     await tel.start()
-    await tel.start_request(model=MODEL, variant="fp16").finish(record())
+    await start(tel, model=MODEL, variant="fp16").finish(record())
     await tel.aclose()
     (span,) = exporter.get_finished_spans()
     assert span.kind is SpanKind.INTERNAL
@@ -107,7 +108,7 @@ async def test_in_process_variant_gets_internal_span_kind() -> None:
 
 async def test_measured_energy_is_filled_and_recorded_with_its_method(started: Started) -> None:
     tel, registry, _ = started
-    h = tel.start_request(model=MODEL, variant="fp16")
+    h = start(tel, model=MODEL, variant="fp16")
     for _ in range(3):
         h.tokens(1)
         await asyncio.sleep(0.015)
@@ -126,7 +127,7 @@ async def test_measured_energy_is_filled_and_recorded_with_its_method(started: S
 
 async def test_hli_variant_uses_rated_power_times_latency_over_batch(started: Started) -> None:
     tel, registry, _ = started
-    done = await tel.start_request(model=MODEL, variant="nf4").finish(
+    done = await start(tel, model=MODEL, variant="nf4").finish(
         record(variant="nf4", bits=4, duration_s=2.0, batch_size=4)
     )
     assert done.energy_method == "hli"
@@ -142,9 +143,7 @@ async def test_hli_variant_uses_rated_power_times_latency_over_batch(started: St
 
 async def test_unmeasured_variant_reports_none_never_a_zero(started: Started) -> None:
     tel, registry, exporter = started
-    done = await tel.start_request(model=MODEL, variant="int8").finish(
-        record(variant="int8", bits=8)
-    )
+    done = await start(tel, model=MODEL, variant="int8").finish(record(variant="int8", bits=8))
     assert done.energy_j is None and done.energy_method == "none"
     assert (
         samples(registry, "quanttrap_request_energy_joules_count", quanttrap_variant="int8") == []
@@ -175,8 +174,8 @@ async def test_unmeasured_variant_reports_none_never_a_zero(started: Started) ->
 
 async def test_request_metrics_and_bounded_labels(started: Started) -> None:
     tel, registry, _ = started
-    await tel.start_request(model=MODEL, variant="fp16").finish(record(batch_size=5))
-    await tel.start_request(model="client-typo", variant="whatever", role="shadow").finish(
+    await start(tel, model=MODEL, variant="fp16").finish(record(batch_size=5))
+    await start(tel, model="client-typo", variant="whatever", role="shadow").finish(
         record(model="client-typo", variant="whatever", status=502, error_type="weird\nerror")
     )
     ok = dict(
@@ -224,8 +223,8 @@ async def test_hop_histograms(started: Started) -> None:
     tel, registry, _ = started
     headers = {"x-session-id": "agent-7"}
     for _ in range(3):
-        await tel.start_request(model=MODEL, variant="fp16", headers=headers).finish(
-            record(reference_depth=3)
+        await start(tel, model=MODEL, variant="fp16", headers=headers, reference_depth=3).finish(
+            record()
         )
     assert value(registry, "quanttrap_hops_atomic_sum") == 27
     assert value(registry, "quanttrap_hops_logical_sum") == 3 * logical_hops(record().text)
@@ -235,10 +234,13 @@ async def test_hop_histograms(started: Started) -> None:
 
 async def test_in_flight_gauge_and_failover(started: Started) -> None:
     tel, registry, _ = started
-    h = tel.start_request(model=MODEL, variant="fp16")
+    h = start(tel, model=MODEL, variant="fp16")
     assert value(registry, "quanttrap_requests_in_flight", quanttrap_variant="fp16") == 1
     h.failover("nf4", "BackendConnectError")
+    # The failed attempt ends with its own outcome; the next variant is a new attempt.
+    await h.finish(record(status=502, error_type="upstream_unavailable", completion_tokens=None))
     assert value(registry, "quanttrap_requests_in_flight", quanttrap_variant="fp16") == 0
+    h = start(tel, model=MODEL, variant="nf4")
     assert value(registry, "quanttrap_requests_in_flight", quanttrap_variant="nf4") == 1
     done = await h.finish(record(variant="nf4", bits=4, failed_over_from=("fp16",)))
     assert done.energy_method == "hli"
@@ -265,9 +267,7 @@ async def test_shadow_copies_counter(started: Started) -> None:
 
 async def test_error_status_on_span(started: Started) -> None:
     tel, _, exporter = started
-    await tel.start_request(model=MODEL, variant="fp16").finish(
-        record(status=504, error_type="timeout")
-    )
+    await start(tel, model=MODEL, variant="fp16").finish(record(status=504, error_type="timeout"))
     (span,) = exporter.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert dict(span.attributes or {})["error.type"] == "timeout"
@@ -283,7 +283,7 @@ async def test_error_status_on_span(started: Started) -> None:
 async def test_content_capture_is_opt_in(config: dict[str, bool], environ: dict[str, str]) -> None:
     tel, _, exporter = make_telemetry(config=config, environ=environ)
     body = {"messages": [{"role": "user", "content": "secret prompt"}]}
-    await tel.start_request(model=MODEL, variant="int8", body=body).finish(
+    await start(tel, model=MODEL, variant="int8", body=body).finish(
         record(variant="int8", text="secret answer")
     )
     (span,) = exporter.get_finished_spans()
@@ -294,7 +294,7 @@ async def test_content_capture_is_opt_in(config: dict[str, bool], environ: dict[
 
 async def test_finish_twice_counts_once(started: Started) -> None:
     tel, registry, _ = started
-    h = tel.start_request(model=MODEL, variant="int8")
+    h = start(tel, model=MODEL, variant="int8")
     await h.finish(record(variant="int8"))
     await h.finish(record(variant="int8"))
     assert value(registry, "quanttrap_requests_total", quanttrap_variant="int8") == 1
@@ -310,7 +310,7 @@ async def test_errors_inside_telemetry_are_counted_not_raised(
 
     monkeypatch.setattr("telemetry.recorder.logical_hops", broken)
     with caplog.at_level(logging.WARNING, logger="quanttrap.telemetry"):
-        done = await tel.start_request(model=MODEL, variant="int8").finish(record(variant="int8"))
+        done = await start(tel, model=MODEL, variant="int8").finish(record(variant="int8"))
     assert done.request_id == "req-1"
     assert (
         value(registry, "quanttrap_telemetry_errors_total", quanttrap_telemetry_component="hops")
@@ -324,11 +324,11 @@ async def test_errors_inside_telemetry_are_counted_not_raised(
 async def test_disabled_telemetry_is_a_noop() -> None:
     tel = Telemetry.create(TelemetryConfig(enabled=False), [VariantSpec(MODEL, "fp16", 16)])
     await tel.start()
-    h = tel.start_request(model=MODEL, variant="fp16", headers={"traceparent": TRACEPARENT})
+    h = start(tel, model=MODEL, variant="fp16", headers={"traceparent": TRACEPARENT})
     h.tokens(3)
     assert h.upstream_headers() == {}
     r = record()
-    assert await h.finish(r) is r
+    assert await h.finish(r) == r  # nothing learnt, nothing measured
     body, content_type = tel.metrics_payload()
     assert b"disabled" in body and content_type.startswith("text/plain")
     await tel.aclose()
@@ -342,7 +342,7 @@ async def test_pending_record_times_out_to_none_when_no_sample_comes() -> None:
     assert sampler is not None
     sampler._stop.set()  # freeze the thread: no further samples
     await asyncio.sleep(0.05)
-    done = await tel.start_request(model=MODEL, variant="fp16").finish(record())
+    done = await start(tel, model=MODEL, variant="fp16").finish(record())
     assert done.energy_j is None and done.energy_method == "none"
     await tel.aclose()  # the last sample still resolves it (metrics, span)
 
@@ -357,7 +357,7 @@ async def test_fake_source_energy_matches_power_times_time() -> None:
     assert sampler is not None
     sampler._stop.set()  # drive samples by hand
     await asyncio.sleep(0.03)
-    h = tel.start_request(model=MODEL, variant="fp16")
+    h = start(tel, model=MODEL, variant="fp16")
     clock[0] += 2.0
     h.tokens(5)
     pending = h.finish(record())
@@ -370,12 +370,11 @@ async def test_fake_source_energy_matches_power_times_time() -> None:
 async def test_without_span_export_the_client_trace_context_passes_through() -> None:
     cfg = TelemetryConfig.model_validate({"energy": {"source": "none"}})
     tel = Telemetry.create(cfg, [VariantSpec(MODEL, "fp16", 16)], environ={})
-    h = tel.start_request(
-        model=MODEL, variant="fp16", headers={"traceparent": TRACEPARENT, "tracestate": "a=b"}
+    h = start(
+        tel, model=MODEL, variant="fp16", headers={"traceparent": TRACEPARENT, "tracestate": "a=b"}
     )
     assert h.upstream_headers() == {"traceparent": TRACEPARENT, "tracestate": "a=b"}
-    assert h.trace_id == TRACE_ID
-    bad = tel.start_request(model=MODEL, variant="fp16", headers={"traceparent": "garbage"})
-    assert bad.upstream_headers() == {} and bad.trace_id is None
-    await h.finish(record())
-    await bad.finish(record())
+    bad = start(tel, model=MODEL, variant="fp16", headers={"traceparent": "garbage"})
+    assert bad.upstream_headers() == {}
+    assert (await h.finish(record())).trace_id == TRACE_ID
+    assert (await bad.finish(record())).trace_id is None

@@ -1,24 +1,23 @@
-"""PendingRecord.on_ready: the record reaches its consumer once, energy or no energy."""
+"""PendingFacts.on_ready: the facts reach their consumer once, energy or no energy."""
 
 from __future__ import annotations
 
 import asyncio
 import threading
 
-from scoring.records import RequestRecord
 from telemetry.attribution import EnergyShare, EnergyTicket
-from telemetry.request import PendingRecord
+from telemetry.request import PendingFacts, TelemetryFacts
 
 
-def _record() -> RequestRecord:
-    return RequestRecord("r", "m", "nf4", 4, "primary", "chat", False, 200, 0.0, 0.1)
+def _base() -> TelemetryFacts:
+    return TelemetryFacts(trace_id="0" * 32, agent_chain_position=2)
 
 
 async def test_on_ready_delivers_the_sampler_figure_on_the_loop() -> None:
     ticket = EnergyTicket()
-    got: list[tuple[RequestRecord, int]] = []
+    got: list[tuple[TelemetryFacts, int]] = []
     loop_thread = threading.get_ident()
-    PendingRecord(_record(), ticket, timeout_s=5).on_ready(
+    PendingFacts(_base(), ticket, timeout_s=5).on_ready(
         lambda r: got.append((r, threading.get_ident()))
     )
     assert got == []
@@ -29,13 +28,14 @@ async def test_on_ready_delivers_the_sampler_figure_on_the_loop() -> None:
         await asyncio.sleep(0.01)
     ((record, thread),) = got
     assert record.energy_j == 12.5 and record.energy_method == "nvml_counter"
+    assert record.agent_chain_position == 2  # the rest of the facts are kept
     assert thread == loop_thread  # delivered on the event loop, not the sampler thread
 
 
 async def test_on_ready_times_out_to_unmeasured_and_fires_once() -> None:
     ticket = EnergyTicket()
-    got: list[RequestRecord] = []
-    PendingRecord(_record(), ticket, timeout_s=0.05).on_ready(got.append)
+    got: list[TelemetryFacts] = []
+    PendingFacts(_base(), ticket, timeout_s=0.05).on_ready(got.append)
     await asyncio.sleep(0.15)
     ticket.resolve(EnergyShare(1.0, "nvml_counter", 1))  # too late: already delivered
     await asyncio.sleep(0.05)
@@ -44,6 +44,6 @@ async def test_on_ready_times_out_to_unmeasured_and_fires_once() -> None:
 
 
 async def test_on_ready_without_a_ticket_is_immediate() -> None:
-    got: list[RequestRecord] = []
-    PendingRecord(_record()).on_ready(got.append)
-    assert got == [_record()]
+    got: list[TelemetryFacts] = []
+    PendingFacts(_base()).on_ready(got.append)
+    assert got == [_base()]
