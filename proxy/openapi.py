@@ -94,6 +94,13 @@ def hot_route_paths(schema: dict[str, Any]) -> dict[str, Any]:
         summary, _ = _SUMMARIES[operation]
         body = TypeAdapter(_request_type(operation)).json_schema(ref_template=_REF)
         components.update(body.pop("$defs", {}))
+        if operation != "embeddings":
+            # The SDKs split streaming and non-streaming into two request types; one body here.
+            body.setdefault("properties", {}).setdefault(
+                "stream",
+                {"type": "boolean", "default": False,
+                 "description": "Answer as server-sent events, as the API does."},
+            )  # fmt: skip
         name = f"{operation.title().replace('_', '')}Request"
         components[name] = body
         errors = {
