@@ -9,8 +9,9 @@ copies and canary probes are contexts of their own, derived from (or shaped like
 
 from __future__ import annotations
 
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,9 +22,15 @@ from scoring.records import Operation, Role
 __all__ = ["Attempt", "RequestContext", "new_id"]
 
 
+_PREFIX = os.urandom(8).hex()
+_COUNTER = itertools.count(1)
+
+
 def new_id() -> str:
-    """A fresh random id (32 hex digits)."""
-    return uuid.uuid4().hex
+    """A fresh id, unique across processes: 16 random hex digits drawn once per process, then
+    a counter (32 hex digits in all). Cheaper than ``uuid4`` (no system call per id), which
+    matters on the hot path: every request and every attempt gets one."""
+    return f"{_PREFIX}{next(_COUNTER):016x}"
 
 
 @dataclass(slots=True)
@@ -85,7 +92,8 @@ class RequestContext:
 
     @property
     def model(self) -> str:
-        return str(self.body.get("model", ""))
+        model = self.body.get("model")
+        return model if isinstance(model, str) else ""
 
     def new_attempt(self, variant: str) -> Attempt:
         return Attempt(new_id(), variant, time.perf_counter(), time.time())

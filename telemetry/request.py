@@ -125,7 +125,10 @@ class PendingFacts:
         if self._ticket is None:
             return self._base
         if share is None or share.energy_j is None:
-            return dataclasses.replace(self._base, energy_j=None, energy_method="none")
+            base = self._base
+            if base.energy_j is None and base.energy_method == "none":
+                return base  # nothing to change: no copy on the hot path
+            return dataclasses.replace(base, energy_j=None, energy_method="none")
         return dataclasses.replace(self._base, energy_j=share.energy_j, energy_method=share.method)
 
 
