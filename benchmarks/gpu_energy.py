@@ -161,7 +161,7 @@ def main() -> int:
     config = scratch / "quanttrap.yaml"
     config.write_text(json.dumps(_config(model_dir, port, scratch / "db.sqlite3")))
     log = (scratch / "serve.log").open("wb")
-    cmd = [sys.executable, "-m", "proxy.cli", "serve", "--config", str(config)]
+    cmd = [sys.executable, "-m", "quanttrap.cli", "serve", "--config", str(config)]
     proxy = subprocess.Popen(
         cmd,
         cwd=ROOT,

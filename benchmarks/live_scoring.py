@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from proxy.config import Settings, settings_from_mapping
+from core.records import RequestRecord
 from proxy.scoring_runtime import ScoringRuntime
+from quanttrap.settings import Settings, settings_from_mapping
 from scoring.evaluation import process_record
-from scoring.records import RequestRecord
-from scoring.store import EvaluationStore
+from scoring.io.store import EvaluationStore
 
 VARIANTS = {"bf16": 16, "int8": 8, "nf4": 4, "awq": 4}
 

@@ -66,7 +66,9 @@ def _serve(source: Path, config: Path, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "PYTHONPATH": str(source)}
     proc = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-c",
-         "import sys; from proxy.cli import main; sys.exit(main())",
+         "import sys\ntry:\n from quanttrap.cli import main\nexcept ImportError:\n"
+         " from proxy.cli import main  # revisions before the composition root\n"
+         "sys.exit(main())",
          "serve", "--config", str(config), "--port", str(port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=source,
     )  # fmt: skip

@@ -24,7 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 
-from scoring.records import RequestRecord
+from core.records import RequestRecord
 from telemetry import FakeEnergySource, Telemetry, TelemetryConfig, VariantSpec
 from telemetry.core import ActiveTelemetry
 

@@ -1,20 +1,25 @@
 """``quanttrap export``: write (or check) the dashboards and rule files.
 
-Registered by ``proxy.cli`` like every package's commands.
+Registered by ``quanttrap.cli`` like every package's commands.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 __all__ = ["add_commands", "options_from_args"]
 
 
-def add_commands(subparsers: Any) -> None:
-    """Add ``export`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+def add_commands(subparsers: Any, load_scoring: Callable[[str], Any]) -> None:
+    """Add ``export`` to ``subparsers`` (from ``ArgumentParser.add_subparsers``).
+
+    ``load_scoring(path)`` reads the scoring settings of a quanttrap config file (the
+    composition root passes it in: grafana does not know how settings are read).
+    """
     p: argparse.ArgumentParser = subparsers.add_parser(
         "export",
         help="write the Grafana dashboards and Prometheus rules",
@@ -45,7 +50,7 @@ def add_commands(subparsers: Any) -> None:
         default="",
         help="variants whose GPU energy must be measured (alert at once on method none)",
     )
-    p.set_defaults(handler=_export)
+    p.set_defaults(handler=_export, load_scoring=load_scoring)
 
 
 def options_from_args(args: argparse.Namespace) -> Any:
@@ -55,9 +60,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     scoring = ScoringConfig()
     if args.config is not None:
-        from proxy.config import load_settings
-
-        scoring = load_settings(args.config).scoring
+        scoring = args.load_scoring(args.config)
     extra: dict[str, Any] = {}
     if args.runbook_base:
         extra["runbook_base"] = args.runbook_base
@@ -78,7 +81,7 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
-    from proxy.config import ConfigError
+    from core.errors import ConfigError
 
     try:
         options = options_from_args(args)

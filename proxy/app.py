@@ -28,7 +28,7 @@ from starlette.routing import Route
 
 from backends.base import Backend
 from proxy.auth import KeyChecker
-from proxy.config import Settings
+from proxy.config import ProxySettings
 from proxy.errors import APIError
 from proxy.openapi import hot_route_paths
 from proxy.routes import HOT_ROUTES, HotRoute, Receive, Scope, Send
@@ -51,7 +51,7 @@ class QuanttrapApp:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ProxySettings,
         backends: Mapping[tuple[str, str], Backend],
         *,
         record_sinks: Sequence[RecordSink] = (),

@@ -25,7 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from proxy.config import ModelConfig, Settings
+from proxy.config import ModelConfig, ProxySettings
 from proxy.context import RequestContext
 from proxy.errors import APIError
 from proxy.service import RequestService
@@ -89,7 +89,7 @@ class CanaryRunner:
     def __init__(
         self,
         service: RequestService,
-        settings: Settings,
+        settings: ProxySettings,
         *,
         register: Register,
         metrics: ScoringMetrics | None = None,

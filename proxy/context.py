@@ -3,7 +3,7 @@
 The route reads the HTTP request once into a :class:`RequestContext` — ids, role, operation,
 the headers the proxy honours, evaluation tags, timings — and every later stage reads it:
 routing, each upstream attempt (a fresh attempt id per failover, shadow copy and canary),
-telemetry's observer and, at the end, the one :class:`~scoring.records.RequestRecord`. Shadow
+telemetry's observer and, at the end, the one :class:`~core.records.RequestRecord`. Shadow
 copies and canary probes are contexts of their own, derived from (or shaped like) a user's.
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from backends.base import Endpoint
-from scoring.records import Operation, Role
+from core.records import Operation, Role
 
 __all__ = ["Attempt", "RequestContext", "new_id"]
 

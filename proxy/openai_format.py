@@ -1,7 +1,7 @@
 """Reading OpenAI responses as they pass through: text, usage, finish reason, first-token time.
 
 The proxy forwards upstream bytes unchanged; these helpers only *look* at them, to fill the
-:class:`~scoring.records.RequestRecord` that telemetry and scoring need.
+:class:`~core.records.RequestRecord` that telemetry and scoring need.
 """
 
 from __future__ import annotations

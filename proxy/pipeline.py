@@ -3,9 +3,9 @@
 An attempt is: observe (telemetry's observer, under a fresh attempt id) → send to the
 variant's backend → relay its answer to where the bytes go (the client, or
 :func:`~proxy.streaming.discard` for shadows and canaries), reading it as it passes → finish:
-tell the observer the :class:`~scoring.records.AttemptOutcome`, and once telemetry's facts are
+tell the observer the :class:`~core.records.AttemptOutcome`, and once telemetry's facts are
 in (the energy share comes at the next sample), build the one
-:class:`~scoring.records.RequestRecord` and hand it on. What differs between roles is passed
+:class:`~core.records.RequestRecord` and hand it on. What differs between roles is passed
 in; the steps are the same code.
 """
 
@@ -17,12 +17,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from backends.base import Backend, BackendRequest, BackendResponse
+from core.records import AttemptOutcome, RequestRecord
 from proxy.context import Attempt, RequestContext
 from proxy.errors import error_body
 from proxy.evaluation_tags import prompt_text
 from proxy.openai_format import Accumulator, parse_body
 from proxy.streaming import SSE_HEADERS, Send, forward_stream, with_usage
-from scoring.records import AttemptOutcome, RequestRecord
 from telemetry import RequestObserver, Telemetry, TelemetryFacts
 
 __all__ = ["AttemptPipeline", "Relayed", "build_record", "failed"]

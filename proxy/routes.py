@@ -16,14 +16,14 @@ from typing import Any, Final
 import orjson
 
 from backends.base import Endpoint
+from core.records import Operation
 from proxy.auth import KeyChecker
-from proxy.config import Settings
+from proxy.config import ProxySettings
 from proxy.context import RequestContext, new_id
 from proxy.errors import APIError
 from proxy.evaluation_tags import EVAL_KEYS, parse_reference_depth, take_evaluation_tags
 from proxy.openai_format import validate_request
 from proxy.service import RequestService
-from scoring.records import Operation
 from telemetry.hops import count_prior_turns
 
 __all__ = ["HOT_ROUTES", "HotRoute", "Receive", "Scope", "Send"]
@@ -56,7 +56,11 @@ class HotRoute:
     """One OpenAI-compatible route: ``POST`` only, key-checked, answered by the service."""
 
     def __init__(
-        self, service: RequestService, settings: Settings, keys: KeyChecker, operation: Operation
+        self,
+        service: RequestService,
+        settings: ProxySettings,
+        keys: KeyChecker,
+        operation: Operation,
     ) -> None:
         self._service = service
         self._keys = keys

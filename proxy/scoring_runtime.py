@@ -8,7 +8,7 @@
   worker thread, which grades evaluation traffic, compares shadow answers, updates the
   sliding windows, appends to the SQLite log and recomputes the live snapshot
   (:class:`~scoring.live.LiveScorer`), which then replaces the published one whole;
-- the evaluation log (:class:`~scoring.store.EvaluationStore`), reloaded into the windows at
+- the evaluation log (:class:`~scoring.io.store.EvaluationStore`), reloaded into the windows at
   start so a restart keeps the window's evidence;
 - the canary prober (:class:`~proxy.canary.CanaryRunner`) when ``scoring.canary.enabled``;
 - the status API and page (:mod:`proxy.status`), and the scoring metrics when a meter is given.
@@ -29,15 +29,15 @@ from dataclasses import replace
 from opentelemetry.metrics import Meter
 
 from backends.base import Backend
+from core.records import RequestRecord, ShadowPair
 from proxy.canary import CanaryRunner
-from proxy.config import ConfigError, Settings
+from proxy.config import ConfigError, ProxySettings
 from scoring.comparison import compare_pair
 from scoring.config import ScoringConfig
 from scoring.evaluation import Processed, process_record
+from scoring.io.store import EvaluationStore
 from scoring.live import LiveScorer, MemoryInfo, MemorySource, ModelSpec
-from scoring.records import RequestRecord, ShadowPair
 from scoring.snapshot import LiveHistory, LiveSnapshot
-from scoring.store import EvaluationStore
 from telemetry.scoring_metrics import ScoringMetrics
 from telemetry.semconv import CAPTURE_CONTENT_ENV
 
@@ -53,7 +53,7 @@ class ScoringRuntime:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ProxySettings,
         backends: Mapping[tuple[str, str], Backend],
         *,
         meter: Meter | None = None,
@@ -317,7 +317,7 @@ def _peak_source(method: str) -> MemorySource:
     return "peak"
 
 
-def _check_memory(cfg: ScoringConfig, settings: Settings) -> None:
+def _check_memory(cfg: ScoringConfig, settings: ProxySettings) -> None:
     for model, variants in cfg.memory_gb.items():
         spec = settings.model(model)
         if spec is None:

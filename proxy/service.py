@@ -16,14 +16,14 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 
 from backends.base import Backend, BackendError, BackendResponse, BackendUnavailable
-from proxy.config import ModelConfig, Settings
+from core.records import RequestRecord
+from proxy.config import ModelConfig, ProxySettings
 from proxy.context import Attempt, RequestContext
 from proxy.errors import APIError, from_backend_error
 from proxy.pipeline import AttemptPipeline, Relayed, failed
 from proxy.routing import Router
 from proxy.shadow import PairSink, PendingPair, ShadowDispatcher
 from proxy.streaming import Send, discard
-from scoring.records import RequestRecord
 from telemetry import RequestObserver, Telemetry
 
 __all__ = ["RecordSink", "RequestService"]
@@ -38,7 +38,7 @@ class RequestService:
 
     def __init__(
         self,
-        settings: Settings,
+        settings: ProxySettings,
         backends: Mapping[tuple[str, str], Backend],
         *,
         record_sinks: Sequence[RecordSink] = (),

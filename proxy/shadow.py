@@ -16,9 +16,9 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from core.records import RequestRecord, ShadowPair
 from proxy.config import ModelConfig
 from proxy.context import RequestContext, new_id
-from scoring.records import RequestRecord, ShadowPair
 
 __all__ = ["PairSink", "PendingPair", "ShadowDispatcher"]
 

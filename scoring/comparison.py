@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core.records import ShadowPair
 from scoring.datasets.gsm8k import extract_flexible, extract_strict, parse_number
 from scoring.datasets.mathqa import extract_choice
 from scoring.evaluation import DEFAULT_DATASET, grade_answer, prompt_sha256
-from scoring.records import ShadowPair
 
 __all__ = [
     "PairComparison",

@@ -18,8 +18,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from core.records import RequestRecord, Role
 from scoring.graders import GRADERS, GradeResult, get_grader
-from scoring.records import RequestRecord, Role
 from scoring.windows import Observation, batch_bucket
 
 __all__ = [

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from scoring.records import RequestRecord
+from core.records import RequestRecord
 
 __all__ = [
     "BatchEnergy",

@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from scoring.records import Role
+from core.buckets import BATCH_BUCKETS, BUCKET_LOWER_SIZE, batch_bucket
+from core.records import Role
 from scoring.stats import SampleSummary
 
 __all__ = [
@@ -44,23 +45,6 @@ __all__ = [
     "SlidingWindow",
     "batch_bucket",
 ]
-
-BATCH_BUCKETS: Final = ("1", "2-3", "4-7", "8-15", "16-31", "32+", "unknown")
-"""Batch-size buckets, powers of two (the same set as telemetry's ``quanttrap.batch_size_bucket``
-label; a test keeps them equal)."""
-
-BUCKET_LOWER_SIZE: Final = {"1": 1, "2-3": 2, "4-7": 4, "8-15": 8, "16-31": 16, "32+": 32}
-"""The smallest batch size of each numeric bucket (B* is located on these sizes)."""
-
-
-def batch_bucket(batch_size: int | None) -> str:
-    """``"1"``, ``"2-3"``, ``"4-7"``, ``"8-15"``, ``"16-31"``, ``"32+"`` or ``"unknown"``."""
-    if batch_size is None or batch_size < 1:
-        return "unknown"
-    if batch_size >= 32:
-        return "32+"
-    low = 1 << (batch_size.bit_length() - 1)
-    return "1" if low == 1 else f"{low}-{2 * low - 1}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Telemetry's sub-commands of the ``quanttrap`` CLI (registered by ``proxy.cli``)."""
+"""Telemetry's sub-commands of the ``quanttrap`` CLI (registered by ``quanttrap.cli``)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ from opentelemetry.metrics import Meter
 from opentelemetry.sdk.trace import SpanProcessor
 from prometheus_client import CollectorRegistry
 
-from scoring.records import Operation, Role
+from core.records import Operation, Role
 from telemetry.aggregation import HotMetrics
 from telemetry.attribution import IntervalReport
 from telemetry.config import TelemetryConfig

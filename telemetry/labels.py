@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from core.buckets import BATCH_BUCKETS
 from telemetry.semconv import ERROR_TYPE_OTHER
 
 __all__ = [
@@ -18,14 +19,13 @@ __all__ = [
     "KNOWN_ERROR_TYPES",
     "OTHER",
     "LabelPolicy",
-    "batch_size_bucket",
     "bounded_error_type",
     "status_class",
 ]
 
 OTHER: Final = "other"
 
-BATCH_SIZE_BUCKETS: Final = ("1", "2-3", "4-7", "8-15", "16-31", "32+", "unknown")
+BATCH_SIZE_BUCKETS: Final = BATCH_BUCKETS
 """Powers of two: the paper's effects scale with batch size roughly logarithmically."""
 
 KNOWN_ERROR_TYPES: Final = frozenset(
@@ -52,16 +52,6 @@ KNOWN_ERROR_TYPES: Final = frozenset(
         ERROR_TYPE_OTHER,
     }
 )
-
-
-def batch_size_bucket(batch_size: int | None) -> str:
-    """``"1"``, ``"2-3"``, ``"4-7"``, ``"8-15"``, ``"16-31"``, ``"32+"`` or ``"unknown"``."""
-    if batch_size is None or batch_size < 1:
-        return "unknown"
-    if batch_size >= 32:
-        return "32+"
-    low = 1 << (batch_size.bit_length() - 1)
-    return "1" if low == 1 else f"{low}-{2 * low - 1}"
 
 
 def status_class(status: int) -> str:

@@ -17,15 +17,16 @@ from typing import Any
 
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
 
+from core.buckets import batch_bucket
+from core.records import AttemptOutcome, Operation, Role
 from scoring.hops import logical_hops
-from scoring.records import AttemptOutcome, Operation, Role
 from telemetry.aggregation import HotCounter, HotHistogram
 from telemetry.attribution import EnergyShare
 from telemetry.energy_meter import EnergyMeter
 from telemetry.errors import ErrorReporter
 from telemetry.hops import AgentChainTracker
 from telemetry.instruments import Instruments
-from telemetry.labels import LabelPolicy, batch_size_bucket, bounded_error_type, status_class
+from telemetry.labels import LabelPolicy, bounded_error_type, status_class
 from telemetry.propagation import (
     extract_context,
     inject_headers,
@@ -296,7 +297,7 @@ class ActiveObserver(RequestObserver):
                 batch = self._batch_hint
                 if batch is None and d.scraper is not None:
                     batch = d.scraper.current_batch(self._group)
-            bucket = batch_size_bucket(batch)
+            bucket = batch_bucket(batch)
             variant_label = self._variant_label
             spec = self._spec
             bits = str(spec.bits) if spec else "other"

@@ -5,7 +5,7 @@ first choice, each failover, each shadow copy, each canary probe). The pipeline 
 :meth:`~RequestObserver.upstream_headers` for the upstream call, :meth:`~RequestObserver.tokens`
 as tokens arrive, :meth:`~RequestObserver.failover` when the attempt failed before any byte and
 the request moves on, and :meth:`~RequestObserver.finish` exactly once with the attempt's
-:class:`~scoring.records.AttemptOutcome`. The observer never changes the request or its record:
+:class:`~core.records.AttemptOutcome`. The observer never changes the request or its record:
 ``finish`` returns a :class:`PendingFacts`, which resolves to the :class:`TelemetryFacts` that
 telemetry learnt (energy share, agent chain position, logical hops, span ids), at the next
 energy sample for a measured GPU (at most one sampling period later). The pipeline builds the
@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from scoring.records import AttemptOutcome
+from core.records import AttemptOutcome
 from telemetry.attribution import EnergyShare, EnergyTicket
 
 __all__ = ["NOOP_OBSERVER", "PendingFacts", "RequestObserver", "TelemetryFacts"]

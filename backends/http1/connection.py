@@ -8,14 +8,23 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httptools
 
 from backends.http1.errors import HTTPError, ReadTimeout, RemoteProtocolError
 
-if TYPE_CHECKING:
-    from backends.http1.pool import ConnectionPool
+
+class ConnectionOwner(Protocol):
+    """What a connection needs of the pool that owns it (the pool implements it)."""
+
+    loop: asyncio.AbstractEventLoop
+    read_timeout: float
+
+    def connection_idle(self, conn: Connection) -> None: ...
+
+    def connection_closed(self, conn: Connection) -> None: ...
+
 
 __all__ = ["Connection"]
 
@@ -25,7 +34,7 @@ _HIGH_WATER = 1 << 20  # buffered response bytes past which the socket stops bei
 class Connection(asyncio.Protocol):
     """One keep-alive connection; serves one request at a time."""
 
-    def __init__(self, pool: ConnectionPool) -> None:
+    def __init__(self, pool: ConnectionOwner) -> None:
         self._pool = pool
         self._loop = pool.loop
         self.transport: asyncio.Transport | None = None

@@ -99,7 +99,7 @@ def start_upstream(name: str, log_dir: Path, *, reply_words: int = 8) -> Process
 def quanttrap_command() -> list[str]:
     """The installed console script when there is one (what users run), else the module."""
     exe = shutil.which("quanttrap", path=str(Path(sys.executable).parent))
-    return [exe] if exe else [sys.executable, "-m", "proxy.cli"]
+    return [exe] if exe else [sys.executable, "-m", "quanttrap.cli"]
 
 
 def start_proxy(

@@ -26,11 +26,11 @@ import httpx
 import pytest
 import uvicorn
 
+from core.records import RequestRecord
 from proxy.app import QuanttrapApp
-from proxy.config import settings_from_mapping
 from proxy.scoring_runtime import ScoringRuntime
 from proxy.status import add_status_routes
-from scoring.records import RequestRecord
+from quanttrap.settings import settings_from_mapping
 from tests.doubles.scripted_backend import ScriptedBackend
 
 pytestmark = pytest.mark.slow

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 
-from grafana.commands import add_commands
 from grafana.export import REPO_TARGETS, out_of_sync, render_all
 from grafana.series import Series
+from quanttrap.cli import main
 
 
 @pytest.mark.parametrize("target", REPO_TARGETS, ids=lambda p: p.parent.name + "/" + p.name)
@@ -19,11 +18,7 @@ def test_checked_in_files_are_in_sync_with_the_code(target: Path) -> None:
 
 
 def _cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="quanttrap")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    code: int = args.handler(args)
-    return code
+    return main(list(argv))  # the real `quanttrap` command, as users run it
 
 
 def test_export_writes_what_check_then_accepts(tmp_path: Path) -> None:

@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from proxy.config import OpenAIBackendConfig, load_settings, settings_from_mapping
-from proxy.defaults import embedded_default
+from proxy.config import OpenAIBackendConfig
+from quanttrap.defaults import embedded_default
+from quanttrap.settings import load_settings, settings_from_mapping
 from tests.helm.chart_tools import (
     CHART_DIR,
     FULL_VALUES,

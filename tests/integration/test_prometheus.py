@@ -39,7 +39,7 @@ from grafana.export import render_all, write_all
 from grafana.options import RuleOptions
 from grafana.overview import depth_accuracy_queries
 from grafana.series import Label, Record, Series
-from proxy.config import load_settings
+from quanttrap.settings import load_settings
 from scoring.datasets.multihop import MultiHopItem, as_chat_messages, generate
 from scoring.hops import depth_bucket
 from scoring.stats import wilson_interval

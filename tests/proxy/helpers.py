@@ -9,9 +9,9 @@ from typing import Any
 
 import httpx
 
+from core.records import RequestRecord, ShadowPair
 from proxy.app import QuanttrapApp
-from proxy.config import settings_from_mapping
-from scoring.records import RequestRecord, ShadowPair
+from quanttrap.settings import settings_from_mapping
 from tests.doubles.scripted_backend import ScriptedBackend
 
 

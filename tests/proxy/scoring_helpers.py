@@ -11,8 +11,8 @@ import httpx
 from opentelemetry.metrics import Meter
 
 from proxy.app import QuanttrapApp
-from proxy.assembly import attach_scoring
 from proxy.scoring_runtime import ScoringRuntime
+from quanttrap.assembly import attach_scoring
 from scoring.config import ScoringConfig
 from tests.doubles.scripted_backend import ScriptedBackend
 from tests.proxy.helpers import settings_for

@@ -20,9 +20,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from core.records import RequestRecord, ShadowPair
 from proxy.app import QuanttrapApp
-from proxy.assembly import variant_specs
-from scoring.records import RequestRecord, ShadowPair
+from quanttrap.assembly import variant_specs
 from telemetry import FakeEnergySource, Telemetry
 from tests.doubles.scripted_backend import ScriptedBackend
 from tests.proxy.helpers import settings_for

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from proxy.canary import load_canary_items
-from proxy.config import load_settings
+from quanttrap.settings import load_settings
 from scoring.config import CanaryConfig, ScoringConfig
 from scoring.datasets.gsm8k import reference_depth
 from scoring.datasets.multihop import split_of

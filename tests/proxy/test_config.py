@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from backends.config import OpenAIBackendConfig
-from proxy.config import ConfigError, load_settings
+from quanttrap.settings import ConfigError, load_settings
 
 EXAMPLE = """
 models:

@@ -221,7 +221,7 @@ async def test_sinks_are_bounded_and_scoring_can_be_switched_off() -> None:
         assert len(h.runtime._records) == 100
         assert h.runtime.counters["dropped_records"] == 103
     from proxy.app import QuanttrapApp
-    from proxy.assembly import attach_scoring
+    from quanttrap.assembly import attach_scoring
 
     settings = settings_for({"bf16": 16}, primary="bf16")
     off = settings.model_copy(

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from core.records import RequestRecord, ShadowPair
 from scoring.comparison import answers_agree, compare_pair, final_answer, normalise_text
-from scoring.records import RequestRecord, ShadowPair
 
 PRIMARY = RequestRecord(
     request_id="p1",

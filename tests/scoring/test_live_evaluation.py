@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import pytest
 
+from core.records import RequestRecord
 from scoring.evaluation import (
     DEFAULT_DATASET,
     generation_sample,
@@ -13,7 +14,6 @@ from scoring.evaluation import (
     process_record,
     prompt_sha256,
 )
-from scoring.records import RequestRecord
 
 RECORD = RequestRecord(
     request_id="r1",

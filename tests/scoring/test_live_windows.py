@@ -9,17 +9,13 @@ import pytest
 
 from scoring.stats import ratio_of_means_interval
 from scoring.windows import (
-    BATCH_BUCKETS,
     AgreementCell,
     EvidenceCell,
     Observation,
     RatioSums,
     RunningStats,
     SlidingWindow,
-    batch_bucket,
 )
-from telemetry.labels import BATCH_SIZE_BUCKETS
-from telemetry.labels import batch_size_bucket as telemetry_bucket
 
 
 def test_running_stats_merge_equals_one_pass() -> None:
@@ -103,12 +99,6 @@ def test_failed_requests_count_but_carry_no_evidence() -> None:
     cell = EvidenceCell()
     cell.add(_obs(ok=False, correct=False, gen_tokens=10, gen_s=1.0))
     assert (cell.requests, cell.failed, cell.graded, cell.speed.n) == (1, 1, 0, 0)
-
-
-def test_batch_buckets_match_telemetry_labels() -> None:
-    assert BATCH_BUCKETS == BATCH_SIZE_BUCKETS
-    for size in (None, 0, 1, 2, 3, 4, 7, 8, 15, 16, 31, 32, 500):
-        assert batch_bucket(size) == telemetry_bucket(size)
 
 
 def _obs(**changes: object) -> Observation:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from scoring.records import RequestRecord
+from core.records import RequestRecord
 from scoring.thresholds import (
     BatchEnergy,
     ScaleObservation,

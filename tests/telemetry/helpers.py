@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from scoring.records import AttemptOutcome, RequestRecord
+from core.records import AttemptOutcome, RequestRecord
 from telemetry import (
     FakeEnergySource,
     PendingFacts,

@@ -13,7 +13,7 @@ import random
 
 import pytest
 
-from scoring.records import AttemptOutcome
+from core.records import AttemptOutcome
 from telemetry import FakeEnergySource, TelemetryFacts, VariantSpec
 from telemetry.attribution import EnergyAttributor
 from telemetry.core import ActiveTelemetry

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from core.buckets import batch_bucket
 from telemetry.labels import (
     BATCH_SIZE_BUCKETS,
     LabelPolicy,
-    batch_size_bucket,
     bounded_error_type,
     status_class,
 )
@@ -32,12 +32,12 @@ from telemetry.labels import (
         (4096, "32+"),
     ],
 )
-def test_batch_size_bucket(size: int | None, bucket: str) -> None:
-    assert batch_size_bucket(size) == bucket
+def test_batch_bucket(size: int | None, bucket: str) -> None:
+    assert batch_bucket(size) == bucket
 
 
 def test_batch_buckets_are_a_closed_set() -> None:
-    assert {batch_size_bucket(n) for n in [None, *range(0, 200)]} == set(BATCH_SIZE_BUCKETS)
+    assert {batch_bucket(n) for n in [None, *range(0, 200)]} == set(BATCH_SIZE_BUCKETS)
 
 
 @pytest.mark.parametrize(

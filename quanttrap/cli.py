@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from proxy.config import ConfigError, load_settings
+from quanttrap.settings import ConfigError, load_settings
 
 __all__ = ["build_parser", "main"]
 
@@ -26,7 +26,7 @@ def _serve(args: argparse.Namespace) -> int:
         settings = settings.model_copy(
             update={"server": settings.server.model_copy(update=overrides)}
         )
-    from proxy.server import serve
+    from quanttrap.server import serve
 
     return serve(settings, source=args.config or "the embedded default (probe model)")
 
@@ -51,13 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
     # Each package owns its commands; the CLI only gathers them.
     from grafana.commands import add_commands as add_grafana_commands
     from proxy.status_cli import add_commands as add_status_commands
-    from scoring.commands import add_commands as add_scoring_commands
+    from scoring.io.commands import add_commands as add_scoring_commands
     from telemetry.commands import add_commands as add_telemetry_commands
 
     add_scoring_commands(sub)
     add_status_commands(sub)
     add_telemetry_commands(sub)
-    add_grafana_commands(sub)
+    add_grafana_commands(sub, lambda path: load_settings(path).scoring)
     return parser
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from scoring.commands import add_commands
+from scoring.io.commands import add_commands
 
 PAPER_CSV = """variant,bits,accuracy,tokens_per_s,vram_gb,energy_j,completion_tokens
 fp16,16,0.4314,44.6,14.5,311.7,180

@@ -13,8 +13,8 @@ import pytest
 from scoring.comparison import PairComparison
 from scoring.config import ScoringConfig
 from scoring.evaluation import Evaluation
+from scoring.io.store import EvaluationStore
 from scoring.live import LiveScorer, ModelSpec
-from scoring.store import EvaluationStore
 
 NOW = 50_000.0
 EVAL = Evaluation(

@@ -16,9 +16,9 @@ from backends.config import EngineBackendConfig, OpenAIBackendConfig, VllmBacken
 from backends.factory import build_backend
 from proxy.app import QuanttrapApp
 from proxy.canary import CanaryRunner
-from proxy.config import Settings
 from proxy.scoring_runtime import ScoringRuntime
 from proxy.status import add_status_routes
+from quanttrap.settings import Settings
 from telemetry import Telemetry, VariantSpec, provider_for_backend_kind
 
 __all__ = ["attach_scoring", "build_app", "variant_specs"]

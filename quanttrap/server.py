@@ -1,4 +1,4 @@
-"""Running the proxy under uvicorn (the app itself is assembled in :mod:`proxy.assembly`)."""
+"""Running the proxy under uvicorn (the app itself is assembled in :mod:`quanttrap.assembly`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import Callable
 
 import uvicorn
 
-from proxy.assembly import build_app
-from proxy.config import Settings
+from quanttrap.assembly import build_app
+from quanttrap.settings import Settings
 
 __all__ = ["serve"]
 

@@ -1,6 +1,6 @@
 """The ``quanttrap si`` and ``quanttrap grade`` sub-commands (the CLI edge of ``scoring``).
 
-``proxy/cli.py`` builds the ``quanttrap`` parser and calls :func:`add_commands`; each
+``quanttrap/cli.py`` builds the ``quanttrap`` parser and calls :func:`add_commands`; each
 sub-parser sets ``handler``, a function of the parsed arguments returning the exit status:
 0 on success, 2 on bad input (one line on stderr naming the file, row and field; no
 traceback). This module reads files and prints; the maths stays in the pure modules.
@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from scoring._measurements_file import InputError, read_measurements
 from scoring.graders import GRADERS, GradeResult, get_grader
 from scoring.hops import DEPTH_BUCKETS, depth_bucket
+from scoring.io.measurements_file import InputError, read_measurements
 from scoring.pillars import SIConfig
 from scoring.regimes import Tolerances
 from scoring.scorecard import Scorecard, VariantScore, score_variants
