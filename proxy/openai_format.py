@@ -20,20 +20,21 @@ from proxy.formats._reader import ReaderBase, as_int, load_object
 
 __all__ = ["Accumulator", "parse_body", "validate_request"]
 
-_REASONING_FIELDS = ("reasoning_content", "reasoning")
-
 
 def _reasoning_of(obj: dict[str, Any]) -> str | None:
-    for name in _REASONING_FIELDS:
-        value = obj.get(name)
-        if isinstance(value, str) and value:
-            return value
-    return None
+    value = obj.get("reasoning_content") or obj.get("reasoning")
+    return value if isinstance(value, str) else None
 
 
 def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
     """Choice 0 of a chunk or body (a chunk of an ``n`` > 1 stream may carry another index)."""
-    for choice in obj.get("choices") or ():
+    choices = obj.get("choices")
+    if not choices or not isinstance(choices, list):
+        return None
+    first = choices[0]  # the usual case, checked before any loop
+    if isinstance(first, dict) and first.get("index", 0) == 0:
+        return first
+    for choice in choices:
         if isinstance(choice, dict) and choice.get("index", 0) == 0:
             return choice
     return None
@@ -70,11 +71,11 @@ class Accumulator(ReaderBase):
             self.finish_reason = reason
 
     def _read_delta(self, delta: dict[str, Any]) -> None:
-        reasoning = _reasoning_of(delta)
         content = delta.get("content")
         text = content if isinstance(content, str) else ""
         raw_calls = delta.get("tool_calls")
         calls = raw_calls if isinstance(raw_calls, list) else []
+        reasoning = _reasoning_of(delta)
         if reasoning is None and not text and not calls:
             return
         self._generated(content=bool(text or calls))

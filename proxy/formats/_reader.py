@@ -75,12 +75,13 @@ class ReaderBase:
 
     def _generated(self, *, content: bool) -> None:
         """Mark one event that carried generated tokens (``content``: an answer, not reasoning)."""
-        now = time.perf_counter()
-        if self.first_token_at is None:
-            self.first_token_at = now
-        if content and self.first_content_at is None:
-            self.first_content_at = now
         self.chunks += 1
+        if self.first_content_at is None and (content or self.first_token_at is None):
+            now = time.perf_counter()  # read the clock only while a mark is still unset
+            if self.first_token_at is None:
+                self.first_token_at = now
+            if content:
+                self.first_content_at = now
 
     def _call(self, key: Any) -> _CallDraft:
         draft = self._calls.get(key)

@@ -90,6 +90,8 @@ class ResponsesReader(ReaderBase):
         self.response_model = response.get("model") or self.response_model
         if not final:
             return
+        if not self.pieces and not self._calls and not self.reasoning_pieces:
+            self._read_output(response)  # a stream that sent no deltas: the final output says it
         if response.get("usage"):
             self.usage = response["usage"]
         self.finish_reason = _finish_reason(response)
@@ -105,7 +107,10 @@ class ResponsesReader(ReaderBase):
         if "error" in obj and obj.get("object") != "response":
             self._error_from(obj["error"])
             return
-        for index, item in enumerate(obj.get("output") or ()):
+        self._read_response(obj, final=True)
+
+    def _read_output(self, response: dict[str, Any]) -> None:
+        for index, item in enumerate(response.get("output") or ()):
             if not isinstance(item, dict):
                 continue
             kind = item.get("type")
@@ -117,7 +122,6 @@ class ResponsesReader(ReaderBase):
                 self.reasoning_pieces.extend(_reasoning_texts(item))
             elif kind == "function_call":
                 self._read_call_item(index, item)
-        self._read_response(obj, final=True)
 
     def tokens(self) -> tuple[int | None, int | None]:
         """(input tokens, output tokens) from usage; ``None`` where not reported."""

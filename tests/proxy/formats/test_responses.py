@@ -133,3 +133,12 @@ def test_reader_for_picks_the_operations_reader() -> None:
     assert isinstance(reader_for("responses", 0.0), ResponsesReader)
     assert type(reader_for("chat", 0.0)).__name__ == "Accumulator"
     assert type(reader_for("messages", 0.0)).__name__ == "MessagesReader"
+
+
+def test_a_stream_without_deltas_is_read_from_its_final_response() -> None:
+    events = responses_events(plan(["Hi ", "there."], calls=[]))
+    bare = [e for e in events if e["type"] in ("response.created", "response.completed")]
+    reader = _read(bare)
+    assert reader.text == "Hi there." and reader.chunks == 0 and reader.first_token_at is None
+    full = _read(events)
+    assert full.text == "Hi there."  # deltas were read: the final output is not added again
