@@ -9,6 +9,7 @@ here before it can mislead a proxy test.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import anthropic
@@ -33,12 +34,25 @@ _WEATHER = {
 _ANTHROPIC_TOOL = {"name": "get_weather", "input_schema": _WEATHER["parameters"]}
 
 
+_OPEN: list[Any] = []
+"""Clients a test made, closed after it (an unclosed client's socket warns, and warnings fail)."""
+
+
+@pytest.fixture(autouse=True)
+def _close_clients() -> Iterator[None]:
+    yield
+    while _OPEN:
+        _OPEN.pop().close()
+
+
 def _oa(double: ServedDouble) -> openai.OpenAI:
-    return openai.OpenAI(base_url=double.url + "/v1", api_key="unused", max_retries=0)
+    _OPEN.append(openai.OpenAI(base_url=double.url + "/v1", api_key="unused", max_retries=0))
+    return _OPEN[-1]  # type: ignore[no-any-return]
 
 
 def _an(double: ServedDouble) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=double.url, api_key="unused", max_retries=0)
+    _OPEN.append(anthropic.Anthropic(base_url=double.url, api_key="unused", max_retries=0))
+    return _OPEN[-1]  # type: ignore[no-any-return]
 
 
 def _sse(double: ServedDouble, path: str, body: dict[str, Any]) -> list[tuple[str | None, Any]]:
@@ -321,11 +335,13 @@ async def test_openai_agents_sdk_tool_round_trip(double: ServedDouble) -> None:
 def test_langchain_chat_openai_on_the_responses_api(double: ServedDouble) -> None:
     from langchain_openai import ChatOpenAI
 
+    _OPEN.append(httpx.Client())
     llm = ChatOpenAI(
         model="bf16",
         base_url=double.url + "/v1",
-        api_key="unused",
-        use_responses_api=True,  # type: ignore[arg-type]
+        api_key="unused",  # type: ignore[arg-type]
+        use_responses_api=True,
+        http_client=_OPEN[-1],
     )
     answer = llm.invoke("hello")
     assert answer.text == "Hello from bf16. w0 w1 w2 w3 w4"
