@@ -1,98 +1,144 @@
-"""Reading OpenAI responses as they pass through: text, usage, finish reason, first-token time.
+"""Reading chat and text completions as they pass through; validating what the proxy reads.
 
-The proxy forwards upstream bytes unchanged; these helpers only *look* at them, to fill the
-:class:`~core.records.RequestRecord` that telemetry and scoring need.
+The proxy forwards upstream bytes unchanged; :class:`Accumulator` only *looks* at them, to
+fill the :class:`~core.records.RequestRecord` that telemetry and scoring need: the text,
+the reasoning text (``reasoning_content``, or vLLM's newer ``reasoning``), the tool calls
+(assembled from streamed ``tool_calls`` deltas by their ``index``, or read whole from a
+body), usage (with ``completion_tokens_details.reasoning_tokens``), the finish reason, and
+the times of the first generated token and of the first answer token. Only choice ``0`` is
+read (``n`` > 1 answers are passed through, not scored). The Responses and Messages readers
+in :mod:`proxy.formats` have the same interface.
 """
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from proxy.errors import APIError
+from proxy.formats._reader import ReaderBase, as_int, load_object
 
 __all__ = ["Accumulator", "parse_body", "validate_request"]
 
-from proxy.errors import APIError
+
+def _reasoning_of(obj: dict[str, Any]) -> str | None:
+    value = obj.get("reasoning_content") or obj.get("reasoning")
+    return value if isinstance(value, str) else None
+
+
+def _first_choice(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """Choice 0 of a chunk or body (a chunk of an ``n`` > 1 stream may carry another index)."""
+    choices = obj.get("choices")
+    if not choices or not isinstance(choices, list):
+        return None
+    first = choices[0]  # the usual case, checked before any loop
+    if isinstance(first, dict) and first.get("index", 0) == 0:
+        return first
+    for choice in choices:
+        if isinstance(choice, dict) and choice.get("index", 0) == 0:
+            return choice
+    return None
 
 
 @dataclass(slots=True)
-class Accumulator:
-    """Collects what a completion said, chunk by chunk (streams) or at once (bodies)."""
-
-    started: float
-    pieces: list[str] = field(default_factory=list)
-    usage: dict[str, Any] | None = None
-    finish_reason: str | None = None
-    first_token_at: float | None = None
-    chunks: int = 0
-    """Chunks that carried generated content (text or tool-call deltas)."""
-    error: dict[str, Any] | None = None
-    response_id: str | None = None
-    response_model: str | None = None
+class Accumulator(ReaderBase):
+    """Collects what a chat or text completion said, chunk by chunk or from a whole body."""
 
     def add_chunk(self, obj: dict[str, Any]) -> None:
+        """One parsed ``chat.completion.chunk`` / ``text_completion`` stream event."""
         if self.response_id is None:
             self.response_id = obj.get("id")
             self.response_model = obj.get("model")
         usage = obj.get("usage")
         if usage:
             self.usage = usage
-        choices = obj.get("choices")
-        if choices:
-            c0 = choices[0]
-            delta = c0.get("delta")
-            text = delta.get("content") if delta is not None else c0.get("text")
-            if text or (delta is not None and delta.get("tool_calls")):
-                if self.first_token_at is None:
-                    self.first_token_at = time.perf_counter()
-                self.chunks += 1
-                if text:
-                    self.pieces.append(text)
-            reason = c0.get("finish_reason")
-            if reason:
-                self.finish_reason = reason
-        elif "error" in obj:
-            self.error = obj["error"]
+        if "error" in obj and not obj.get("choices"):
+            self._error_from(obj["error"])
+            return
+        choice = _first_choice(obj)
+        if choice is None:
+            return
+        delta = choice.get("delta")
+        if isinstance(delta, dict):
+            self._read_delta(delta)
+        else:
+            text = choice.get("text")
+            if isinstance(text, str) and text:
+                self._generated(content=True)
+                self.pieces.append(text)
+        reason = choice.get("finish_reason")
+        if reason:
+            self.finish_reason = reason
 
-    @property
-    def text(self) -> str:
-        return "".join(self.pieces)
+    def _read_delta(self, delta: dict[str, Any]) -> None:
+        content = delta.get("content")
+        text = content if isinstance(content, str) else ""
+        raw_calls = delta.get("tool_calls")
+        calls = raw_calls if isinstance(raw_calls, list) else []
+        reasoning = _reasoning_of(delta)
+        if reasoning is None and not text and not calls:
+            return
+        self._generated(content=bool(text or calls))
+        if reasoning is not None:
+            self.reasoning_pieces.append(reasoning)
+        if text:
+            self.pieces.append(text)
+        for position, call in enumerate(calls):
+            if isinstance(call, dict):
+                self._add_call_delta(call.get("index", position), call)
 
-    @property
-    def ttft_s(self) -> float | None:
-        return None if self.first_token_at is None else self.first_token_at - self.started
+    def _add_call_delta(self, key: Any, call: dict[str, Any]) -> None:
+        fn = call.get("function")
+        if not isinstance(fn, dict):
+            return
+        self._name_call(key, fn.get("name"))
+        args = fn.get("arguments")
+        if isinstance(args, str) and args:
+            self._call(key).arguments.append(args)
+
+    def add_body(self, obj: dict[str, Any]) -> None:
+        """A whole ``chat.completion`` / ``text_completion`` body (or an error body)."""
+        if "error" in obj:
+            self._error_from(obj["error"])
+            return
+        self.response_id = obj.get("id")
+        self.response_model = obj.get("model")
+        self.usage = obj.get("usage") or None
+        choice = _first_choice(obj)
+        if choice is None:
+            return
+        message = choice.get("message")
+        if isinstance(message, dict):
+            text = message.get("content")
+            reasoning = _reasoning_of(message)
+            if reasoning is not None:
+                self.reasoning_pieces.append(reasoning)
+            for position, call in enumerate(message.get("tool_calls") or ()):
+                if isinstance(call, dict):
+                    self._add_call_delta(position, call)
+        else:
+            text = choice.get("text")
+        if isinstance(text, str):
+            self.pieces.append(text)
+        self.finish_reason = choice.get("finish_reason")
 
     def tokens(self) -> tuple[int | None, int | None]:
+        """(prompt tokens, completion tokens) from usage; ``None`` where not reported."""
         u = self.usage or {}
-        return u.get("prompt_tokens"), u.get("completion_tokens")
+        return as_int(u.get("prompt_tokens")), as_int(u.get("completion_tokens"))
+
+    @property
+    def reasoning_tokens(self) -> int | None:
+        """``usage.completion_tokens_details.reasoning_tokens``, where reported."""
+        details = (self.usage or {}).get("completion_tokens_details")
+        return as_int(details.get("reasoning_tokens")) if isinstance(details, dict) else None
 
 
 def parse_body(acc: Accumulator, body: bytes) -> None:
     """Fill ``acc`` from a complete (non-streaming) response body; ignore what isn't JSON."""
-    try:
-        obj = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return
-    if not isinstance(obj, dict):
-        return
-    if "error" in obj:
-        acc.error = (
-            obj["error"] if isinstance(obj["error"], dict) else {"message": str(obj["error"])}
-        )
-        return
-    acc.response_id = obj.get("id")
-    acc.response_model = obj.get("model")
-    acc.usage = obj.get("usage") or None
-    choices = obj.get("choices") or []
-    if choices and isinstance(choices[0], dict):
-        c0 = choices[0]
-        message = c0.get("message")
-        text = message.get("content") if isinstance(message, dict) else c0.get("text")
-        if isinstance(text, str):
-            acc.pieces.append(text)
-        acc.finish_reason = c0.get("finish_reason")
+    obj = load_object(body)
+    if obj is not None:
+        acc.add_body(obj)
 
 
 _NUMBER_FIELDS: tuple[tuple[str, float, float], ...] = (

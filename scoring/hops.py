@@ -12,7 +12,10 @@ The rule, applied to each segment of the text (a line, further split into senten
 - otherwise it counts 1 if it contains ``=`` followed (after optional spaces and a currency
   sign) by a number, e.g. ``3 * 4 = 12`` or ``x = $26``, and 0 otherwise.
 
-Restating an answer (``The answer is 12.``, ``#### 12``) is not a step. It is a heuristic: a
+Restating an answer (``The answer is 12.``, ``#### 12``) is not a step. Reasoning text
+(``reasoning_content``, a Responses reasoning item, a thinking block) counts too: pass it as
+``reasoning_text``; a segment of the answer that repeats a reasoning segment word for word
+(white space and case aside) is the same step and counts once. It is a heuristic: a
 chain written without ``=`` ("three times four is twelve") counts 0, and one line holding
 two results separated only by a comma counts 1. Telemetry uses it as a depth proxy for
 traffic without references.
@@ -38,16 +41,24 @@ def calculator_steps(text: str) -> int:
     return len(_MARKER.findall(text))
 
 
-def logical_hops(text: str) -> int:
-    """Heuristic count of reasoning steps stated in ``text`` (rule in the module docstring)."""
-    hops = 0
+def _steps(text: str) -> list[tuple[str, int]]:
+    """(normalised segment, steps it states) for each segment of ``text`` stating any."""
+    steps = []
     for segment in _SEGMENT_SPLIT.split(text):
         markers = len(_MARKER.findall(segment))
-        if markers:
-            hops += markers
-        elif _RESULT.search(segment):
-            hops += 1
-    return hops
+        count = markers or (1 if _RESULT.search(segment) else 0)
+        if count:
+            steps.append((" ".join(segment.casefold().split()), count))
+    return steps
+
+
+def logical_hops(text: str, reasoning_text: str = "") -> int:
+    """Heuristic count of reasoning steps stated in ``text`` and in ``reasoning_text``
+    (rule in the module docstring)."""
+    reasoning = _steps(reasoning_text) if reasoning_text else []
+    seen = {segment for segment, _ in reasoning}
+    answer = sum(count for segment, count in _steps(text) if segment not in seen)
+    return sum(count for _, count in reasoning) + answer
 
 
 def depth_bucket(depth: int | None) -> str:

@@ -6,6 +6,11 @@ waits for its first token, so every failure up to that point is a :class:`Backen
 (failover is safe) and a failure after it a :class:`BackendStreamError`. Unsupported or invalid
 parameters get a 400 with OpenAI's error body, naming the parameter.
 
+Chat and text completions, and the Responses API (``endpoint="responses"``: its ``Response``
+body, or its typed event sequence as SSE payloads, see :mod:`.responses_format`) are served.
+Anthropic's Messages API and embeddings are not: they get a 404 in the client's error shape
+(Anthropic's for ``messages``), so the proxy can say which route the chosen variant lacks.
+
 ``info.batch_size`` is the largest number of sequences decoded together in any step that gave
 this request a token, ``info.extra["mean_batch_size"]`` the mean over those steps.
 """
@@ -17,6 +22,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator
 
+import orjson
 import torch
 
 from backends.base import (
@@ -39,6 +45,7 @@ from backends.engine.params import (
     build_prompt_ids,
     read_sampling,
 )
+from backends.engine.responses_format import ResponsesWriter
 
 __all__ = ["EngineBackend"]
 
@@ -158,6 +165,8 @@ class EngineBackend:
         return response
 
     async def _send(self, request: BackendRequest, job_id: str) -> BackendResponse:
+        if request.endpoint in ("messages", "embeddings"):
+            return _not_served(request.endpoint)
         batcher, loaded = self._batcher, self._loaded
         if batcher is None or loaded is None or not batcher.alive:
             raise BackendServerError(
@@ -197,7 +206,11 @@ class EngineBackend:
             if first.error is not None:
                 raise BackendServerError(500, error_body(first.error, error_type="server_error"))
             if request.stream:
-                stream = self._stream(request, sampling, job, first, events, tracker)
+                if request.endpoint == "responses":
+                    writer = _responses_writer(request, sampling)
+                    stream = self._stream_responses(writer, job, first, events, tracker)
+                else:
+                    stream = self._stream(request, sampling, job, first, events, tracker)
                 return BackendResponse(
                     status=200, events=stream, content_type="text/event-stream", info=info
                 )
@@ -205,6 +218,10 @@ class EngineBackend:
         except BaseException:
             Batcher.cancel(job)
             raise
+        if request.endpoint == "responses":
+            writer = _responses_writer(request, sampling)
+            body = writer.body(text, finish, len(prompt_ids), tracker.tokens)
+            return BackendResponse(status=200, body=body, info=info)
         body = completion_body(
             request.endpoint,
             model=sampling.model,
@@ -214,6 +231,32 @@ class EngineBackend:
             completion_tokens=tracker.tokens,
         )
         return BackendResponse(status=200, body=body, info=info)
+
+    async def _stream_responses(
+        self,
+        writer: ResponsesWriter,
+        job: Job,
+        event: StepEvent,
+        events: asyncio.Queue[StepEvent],
+        tracker: _Tracker,
+    ) -> AsyncIterator[bytes]:
+        """The Responses API's event sequence (no ``[DONE]``: that stream has none)."""
+        try:
+            for opening in writer.opening():
+                yield opening
+            while True:
+                if event.error is not None:
+                    raise BackendStreamError(f"variant {self.name!r}: {event.error}")
+                tracker.add(event)
+                if event.text:
+                    yield writer.delta(event.text)
+                if event.finish_reason is not None:
+                    break
+                event = await events.get()
+            for closing in writer.closing(event.finish_reason, len(job.prompt_ids), tracker.tokens):
+                yield closing
+        finally:
+            Batcher.cancel(job)  # as in _stream: a no-op at a normal end
 
     def _token_budget(self, sampling: SamplingRequest, prompt: int, loaded: LoadedModel) -> int:
         budget = min(sampling.max_tokens or self.config.max_new_tokens, self.config.max_new_tokens)
@@ -266,6 +309,36 @@ class EngineBackend:
             # Normal end: a no-op. Client gone (aclose): the worker drops the row next step.
             Batcher.cancel(job)
             self._token_sinks.pop(job.request_id, None)
+
+
+def _responses_writer(request: BackendRequest, sampling: SamplingRequest) -> ResponsesWriter:
+    return ResponsesWriter(
+        request.body,
+        model=sampling.model,
+        temperature=sampling.temperature,
+        top_p=sampling.top_p,
+    )
+
+
+_NOT_SERVED = {
+    "messages": "the Messages API (POST /v1/messages)",
+    "embeddings": "embeddings (POST /v1/embeddings)",
+}
+
+
+def _not_served(endpoint: str) -> BackendResponse:
+    """A 404 in the client's error shape: Anthropic's for the Messages API, else OpenAI's."""
+    message = (
+        f"the in-process engine does not serve {_NOT_SERVED[endpoint]}; route this model to "
+        "an upstream that does (vLLM serves both)"
+    )
+    if endpoint == "messages":
+        body = orjson.dumps(
+            {"type": "error", "error": {"type": "not_found_error", "message": message}}
+        )
+    else:
+        body = error_body(message, error_type="invalid_request_error", code="unsupported_endpoint")
+    return BackendResponse(status=404, body=body)
 
 
 def _gpu_uuids(device: torch.device) -> tuple[str, ...]:

@@ -1,10 +1,12 @@
 """Read an OpenAI request body into what the engine generates, or a 400 naming the bad param.
 
 What the engine honours: ``messages`` (through the tokenizer's chat template, with
-``add_generation_prompt``) or ``prompt``; ``max_tokens`` / ``max_completion_tokens`` (bounded by
-the variant's ``max_new_tokens`` and the model's context); ``stop``; ``temperature`` (0 or absent
-is greedy); ``top_p``; ``seed``; ``stream_options.include_usage``. Tool definitions reach the chat
-template but tool calls are not parsed out of the answer. Parameters that would change the
+``add_generation_prompt``), a Responses request's ``input`` and ``instructions`` (translated to
+messages by :mod:`.responses_input`) or ``prompt``; ``max_tokens`` / ``max_completion_tokens``
+/ ``max_output_tokens`` (bounded by the variant's ``max_new_tokens`` and the model's context);
+``stop``; ``temperature`` (0 or absent is greedy); ``top_p``; ``seed``;
+``stream_options.include_usage``. Tool definitions reach the chat template but tool calls are
+not parsed out of the answer. Parameters that would change the
 output in ways the engine does not implement (``n`` > 1, ``logprobs``, penalties, ``logit_bias``,
 ``echo``, ``suffix``, ``best_of`` > 1, a non-text ``response_format``) are refused with 400
 rather than silently ignored.
@@ -17,6 +19,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from backends.base import Endpoint
+from backends.engine.invalid import InvalidRequest
+from backends.engine.responses_input import (
+    refuse_unsupported as _refuse_unsupported_responses,
+)
+from backends.engine.responses_input import responses_messages, responses_tools
 
 __all__ = [
     "InvalidRequest",
@@ -24,16 +31,6 @@ __all__ = [
     "build_prompt_ids",
     "read_sampling",
 ]
-
-
-class InvalidRequest(Exception):
-    """The body asks for something invalid or unsupported: answered with HTTP 400."""
-
-    def __init__(self, message: str, param: str | None, code: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +77,8 @@ def _stop(body: Mapping[str, Any]) -> tuple[str, ...]:
 
 
 def _refuse_unsupported(endpoint: Endpoint, body: Mapping[str, Any]) -> None:
+    if endpoint == "responses":
+        _refuse_unsupported_responses(body)
     n = body.get("n")
     if n is not None and n != 1:
         raise InvalidRequest("the engine backend supports only n=1", "n")
@@ -113,7 +112,9 @@ def read_sampling(endpoint: Endpoint, body: Mapping[str, Any]) -> SamplingReques
     if not isinstance(model, str) or not model:
         raise InvalidRequest("'model' must be a non-empty string", "model")
     max_tokens = _optional_int(body, "max_tokens", 1)
-    if endpoint == "chat":
+    if endpoint == "responses":
+        max_tokens = _optional_int(body, "max_output_tokens", 1)
+    elif endpoint == "chat":
         max_tokens = _optional_int(body, "max_completion_tokens", 1) or max_tokens
     seed = body.get("seed")
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -189,24 +190,29 @@ def build_prompt_ids(
     endpoint: Endpoint, body: Mapping[str, Any], tokenizer: Any, context_tokens: int | None
 ) -> list[int]:
     """Token ids of the prompt (blocking: tokenizer and Jinja; run it off the event loop)."""
-    if endpoint == "chat":
+    param = {"chat": "messages", "responses": "input"}.get(endpoint, "prompt")
+    if endpoint in ("chat", "responses"):
         kwargs: dict[str, Any] = {}
-        if isinstance(body.get("tools"), Sequence) and body.get("tools"):
-            kwargs["tools"] = list(body["tools"])
+        if endpoint == "responses":
+            messages = responses_messages(body)
+            tools: list[Any] = responses_tools(body)
+        else:
+            messages = _chat_messages(body)
+            raw = body.get("tools")
+            tools = list(raw) if isinstance(raw, Sequence) and raw else []
+        if tools:
+            kwargs["tools"] = tools
         try:
             text = tokenizer.apply_chat_template(
-                _chat_messages(body), add_generation_prompt=True, tokenize=False, **kwargs
+                messages, add_generation_prompt=True, tokenize=False, **kwargs
             )
-        except InvalidRequest:
-            raise
         except Exception as exc:  # Jinja raises its own types, templates raise anything
-            message = f"the chat template rejected the messages: {exc}"
-            raise InvalidRequest(message, "messages") from exc
+            message = f"the chat template rejected the {param}: {exc}"
+            raise InvalidRequest(message, param) from exc
         # The template already wrote the special tokens (BOS ...): do not add them twice.
         ids: list[int] = tokenizer.encode(text, add_special_tokens=False)
     else:
         ids = _prompt_ids(body, tokenizer)
-    param = "messages" if endpoint == "chat" else "prompt"
     if not ids:
         raise InvalidRequest("the prompt is empty", param)
     if context_tokens is not None and len(ids) >= context_tokens:

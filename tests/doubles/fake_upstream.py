@@ -1,22 +1,34 @@
 """TEST DOUBLE: a small OpenAI-compatible server that stands in for vLLM / SGLang / TGI.
 
-It is not a model. It answers chat and text completions with canned text, in OpenAI's exact
-shapes (streaming and not, usage chunk only when ``stream_options.include_usage`` is set), and
-lets a test control its behaviour at run time through ``POST /_double/config``:
+It is not a model. It answers chat and text completions, the Responses API
+(``POST /v1/responses``), Anthropic's Messages API (``POST /v1/messages``) and embeddings
+(``POST /v1/embeddings``) with canned text, in the exact shapes the official SDKs define
+(streaming and not; chat's usage chunk only when ``stream_options.include_usage`` is set;
+typed ``event:`` lines for Responses and Messages streams), and lets a test control its
+behaviour at run time through ``POST /_double/config``:
 
     latency_ms           wait before the response starts (a timeout test sets it high)
     chunk_delay_ms       wait between streamed chunks
-    status               answer every request with this HTTP status and an OpenAI error body
+    status               answer every request with this HTTP status and an error body
     fail_times           ... but only for the next N requests (then healthy again)
-    break_after_chunks   streams: drop the connection after N content chunks
+    break_after_chunks   streams: drop the connection after N generated chunks
     reply_words          how many words the canned reply has
     answers              {substring of the last user message: reply text} for scripted replies
     solve                {"accuracy": 0.9, "seed": 0}: answer multi-hop and GSM8K questions,
                          right for a share ``accuracy`` of the questions (see below)
+    tool_calls           [{"name", "arguments"}]: the calls to answer with when tools are
+                         offered ([] = text); see :mod:`tests.doubles.reply_plan`
+    reasoning_words      N reasoning pieces before the answer (chat ``reasoning_content``,
+                         Responses reasoning item, Messages thinking block)
+    reasoning_field      chat's reasoning delta field (``reasoning_content``; vLLM's newer
+                         ``reasoning``)
+    reasoning_delay_ms   streams: wait between the last reasoning piece and the answer
+    embedding_dim        length of the embedding vectors (default 8)
 
 ``GET /_double/requests`` lists what it received (path, selected headers, body); a request
-whose last message is a ``tool`` turn is answered with the tool's result, and a request that
-offers ``tools`` is answered with a call to the first tool, so agent round trips can be tested.
+whose last turn is a tool result is answered with the tool's result, and a request that
+offers tools is answered with a tool call (:mod:`tests.doubles.reply_plan`), so agent round
+trips can be tested.
 
 In ``solve`` mode the double reads a synthetic multi-hop question (``k = 7. m = k + 5. What
 is m?``) and computes its answer, or looks a GSM8K test question up in the shipped set, and
@@ -33,14 +45,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import hashlib
-import re
+import struct
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.doubles import wire_messages, wire_responses
+from tests.doubles.reply_plan import (
+    Plan,
+    Turn,
+    chat_turn,
+    completion_turn,
+    messages_turn,
+    plan_reply,
+    responses_turn,
+)
+from tests.doubles.sse_writer import Broken, EventWriter
 
 __all__ = ["DoubleState", "main", "make_app"]
 
@@ -48,6 +74,10 @@ _LOGGED_HEADERS = (
     "x-request-id",
     "traceparent",
     "authorization",
+    "x-api-key",
+    "anthropic-version",
+    "user-agent",
+    "idempotency-key",
     "x-quanttrap-role",
     "x-quanttrap-pair-id",
 )
@@ -65,153 +95,88 @@ class DoubleState:
         return self.config.get(key, default)
 
 
-def _words(n: int, name: str) -> list[str]:
-    base = f"Hello from {name}.".split()
-    filler = [f"w{i}" for i in range(max(0, n - len(base)))]
-    return (base + filler)[: max(n, 1)]
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
 
 
-def _last_user_text(body: dict[str, Any]) -> str:
-    if "messages" in body:
-        for msg in reversed(body["messages"]):
-            if msg.get("role") == "user":
-                content = msg.get("content")
-                return content if isinstance(content, str) else orjson.dumps(content).decode()
-        return ""
-    prompt = body.get("prompt", "")
-    return prompt if isinstance(prompt, str) else " ".join(map(str, prompt))
+def _error_body(state: DoubleState, api: str) -> dict[str, Any]:
+    message = f"{state.name} failing on purpose"
+    if api == "messages":  # Anthropic's error shape
+        return {"type": "error", "error": {"type": "api_error", "message": message}}
+    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
 
 
-_DEFINITION = re.compile(r"([a-z]) = ([a-z]|\d+)(?: ([+\-*]) ([a-z]|\d+))?\.")
-_TARGET = re.compile(r"What is ([a-z])\?")
-_GSM8K: dict[str, int] = {}
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Streamer = Callable[[EventWriter, DoubleState, dict[str, Any], Turn, Plan], Awaitable[None]]
+Completer = Callable[[DoubleState, dict[str, Any], Turn, Plan], dict[str, Any]]
 
 
-def _multihop_answer(question: str) -> int | None:
-    target = _TARGET.search(question)
-    if target is None:
-        return None
-    values: dict[str, int] = {}
+def _generation(
+    api: str,
+    read: Callable[[dict[str, Any]], Turn],
+    complete: Completer,
+    stream: Streamer,
+    state: DoubleState,
+) -> Handler:
+    """One handler per generating API: the faults, the plan, then the API's wire format."""
 
-    def value(token: str) -> int:
-        return int(token) if token.isdigit() else values[token]
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await _received(request, state)
+        failure = await _failure(state, api)
+        if failure is not None:
+            return failure
+        turn = read(body)
+        plan = plan_reply(state.config, state.name, turn)
+        if not body.get("stream"):
+            return web.Response(
+                body=orjson.dumps(complete(state, body, turn, plan)),
+                content_type="application/json",
+            )
+        out = EventWriter(request, state.config)
+        await out.open()
+        try:
+            await stream(out, state, body, turn, plan)
+        except Broken:
+            return out.response
+        except (ConnectionResetError, asyncio.CancelledError):
+            state.aborted_streams += 1
+            raise
+        return await out.close()
 
-    try:
-        for name, left, op, right in _DEFINITION.findall(question):
-            x = value(left)
-            if op:
-                y = value(right)
-                x = x + y if op == "+" else x - y if op == "-" else x * y
-            values[name] = x
-        return values[target.group(1)]
-    except KeyError:
-        return None
-
-
-def _gsm8k_answer(question: str) -> int | None:
-    if not _GSM8K:
-        from scoring.datasets.gsm8k import iter_gsm8k
-
-        for item in iter_gsm8k():
-            if item.gold == item.gold.to_integral_value():
-                _GSM8K[item.question] = int(item.gold)
-    return _GSM8K.get(question)
-
-
-def _solved(state: DoubleState, question: str) -> list[str] | None:
-    """The reply pieces of ``solve`` mode, or ``None`` for a question it cannot read."""
-    solve = state.get("solve", None)
-    if not solve:
-        return None
-    answer = _multihop_answer(question)
-    if answer is None:
-        answer = _gsm8k_answer(question)
-    if answer is None:
-        return None
-    digest = hashlib.sha256(f"{solve.get('seed', 0)}|{question}".encode()).digest()
-    right = int.from_bytes(digest[:8], "big") / 2**64 < float(solve.get("accuracy", 1.0))
-    given = answer if right else answer + 7
-    n = max(3, int(state.get("reply_words", 8)))
-    filler = ["Working", "through", "it", "step", "by", "step.", *(f"w{i}" for i in range(n))]
-    words = [*filler[: n - 2], "####", str(given)]
-    return [w + " " for w in words]
+    return handle
 
 
-def _plan_reply(
-    state: DoubleState, body: dict[str, Any]
-) -> tuple[list[str], dict[str, Any] | None]:
-    """Return (content pieces, tool_call or None)."""
-    messages = body.get("messages") or []
-    if messages and messages[-1].get("role") == "tool":
-        return [f"The tool said: {messages[-1].get('content', '')}"], None
-    if body.get("tools") and messages and messages[-1].get("role") == "user":
-        fn = body["tools"][0]["function"]["name"]
-        call = {
-            "id": "call_" + uuid.uuid4().hex[:12],
-            "type": "function",
-            "function": {"name": fn, "arguments": orjson.dumps({"city": "Paris"}).decode()},
+async def _received(request: web.Request, state: DoubleState) -> dict[str, Any]:
+    body: dict[str, Any] = await request.json(loads=orjson.loads)
+    state.requests.append(
+        {
+            "path": request.path,
+            "headers": {h: request.headers[h] for h in _LOGGED_HEADERS if h in request.headers},
+            "body": body,
+            "at": time.time(),
         }
-        return [], call
-    question = _last_user_text(body)
-    solved = _solved(state, question)
-    if solved is not None:
-        return solved, None
-    for key, answer in state.get("answers", {}).items():
-        if key in question:
-            return [piece + " " for piece in str(answer).split(" ")], None
-    words = _words(int(state.get("reply_words", 8)), state.name)
-    max_tokens = body.get("max_tokens") or body.get("max_completion_tokens")
-    if isinstance(max_tokens, int):
-        words = words[:max_tokens]
-    return [w + " " for w in words], None
+    )
+    await asyncio.sleep(float(state.get("latency_ms", 0)) / 1000)
+    return body
 
 
-def _usage(body: dict[str, Any], n_completion: int) -> dict[str, int]:
-    prompt_tokens = len(_last_user_text(body).split()) or 1
-    return {
-        "prompt_tokens": prompt_tokens,
-        "completion_tokens": n_completion,
-        "total_tokens": prompt_tokens + n_completion,
-    }
+async def _failure(state: DoubleState, api: str) -> web.Response | None:
+    fail_times = state.get("fail_times", None)
+    status = state.get("status", None)
+    if not status or (fail_times is not None and fail_times <= 0):
+        return None
+    if fail_times is not None:
+        state.config["fail_times"] = fail_times - 1
+    return web.json_response(_error_body(state, api), status=int(status), dumps=_dumps)
 
 
 def make_app(state: DoubleState) -> web.Application:
-    async def completions(request: web.Request) -> web.StreamResponse:
-        body = await request.json(loads=orjson.loads)
-        state.requests.append(
-            {
-                "path": request.path,
-                "headers": {h: request.headers[h] for h in _LOGGED_HEADERS if h in request.headers},
-                "body": body,
-                "at": time.time(),
-            }
-        )
-        await asyncio.sleep(float(state.get("latency_ms", 0)) / 1000)
-        fail_times = state.get("fail_times", None)
-        status = state.get("status", None)
-        if status and (fail_times is None or fail_times > 0):
-            if fail_times is not None:
-                state.config["fail_times"] = fail_times - 1
-            err = {
-                "error": {
-                    "message": f"{state.name} failing on purpose",
-                    "type": "server_error",
-                    "param": None,
-                    "code": None,
-                }
-            }
-            return web.json_response(
-                err, status=int(status), dumps=lambda o: orjson.dumps(o).decode()
-            )
-        chat = request.path.endswith("/chat/completions")
-        pieces, tool_call = _plan_reply(state, body)
-        if body.get("stream"):
-            try:
-                return await _stream(request, state, body, chat, pieces, tool_call)
-            except (ConnectionResetError, asyncio.CancelledError):
-                state.aborted_streams += 1
-                raise
-        return _complete(state, body, chat, pieces, tool_call)
+    async def embeddings(request: web.Request) -> web.StreamResponse:
+        body = await _received(request, state)
+        failure = await _failure(state, "embeddings")
+        if failure is not None:
+            return failure
+        return web.json_response(_embeddings(state, body), dumps=_dumps)
 
     async def models(_: web.Request) -> web.Response:
         data = {
@@ -227,7 +192,7 @@ def make_app(state: DoubleState) -> web.Application:
         return web.json_response({"ok": True})
 
     async def get_requests(_: web.Request) -> web.Response:
-        return web.json_response(state.requests, dumps=lambda o: orjson.dumps(o).decode())
+        return web.json_response(state.requests, dumps=_dumps)
 
     async def reset(_: web.Request) -> web.Response:
         state.config, state.requests, state.aborted_streams = {}, [], 0
@@ -241,9 +206,20 @@ def make_app(state: DoubleState) -> web.Application:
     async def health(_: web.Request) -> web.Response:
         return web.Response(text="ok")
 
+    chat = _generation("chat", chat_turn, _chat_body, _chat_stream, state)
+    text = _generation("completions", completion_turn, _text_body, _text_stream, state)
+    responses = _generation(
+        "responses", responses_turn, wire_responses.body, wire_responses.stream, state
+    )
+    messages = _generation(
+        "messages", messages_turn, wire_messages.body, wire_messages.stream, state
+    )
     app = web.Application(client_max_size=16 * 1024 * 1024)
-    app.router.add_post("/v1/chat/completions", completions)
-    app.router.add_post("/v1/completions", completions)
+    app.router.add_post("/v1/chat/completions", chat)
+    app.router.add_post("/v1/completions", text)
+    app.router.add_post("/v1/responses", responses)
+    app.router.add_post("/v1/messages", messages)
+    app.router.add_post("/v1/embeddings", embeddings)
     app.router.add_get("/v1/models", models)
     app.router.add_get("/health", health)
     app.router.add_post("/_double/config", set_config)
@@ -253,65 +229,74 @@ def make_app(state: DoubleState) -> web.Application:
     return app
 
 
-def _complete(
-    state: DoubleState,
-    body: dict[str, Any],
-    chat: bool,
-    pieces: list[str],
-    tool_call: dict[str, Any] | None,
-) -> web.Response:
-    text = "".join(pieces).rstrip()
-    n = len(pieces) if pieces else 5
-    finish = (
-        "tool_calls"
-        if tool_call
-        else ("length" if body.get("max_tokens") == len(pieces) else "stop")
-    )
-    if chat:
-        message: dict[str, Any] = {"role": "assistant", "content": None if tool_call else text}
-        if tool_call:
-            message["tool_calls"] = [tool_call]
-        obj: dict[str, Any] = {
-            "id": "chatcmpl-" + uuid.uuid4().hex,
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body.get("model"),
-            "choices": [
-                {"index": 0, "message": message, "logprobs": None, "finish_reason": finish}
-            ],
-            "usage": _usage(body, n),
-        }
-    else:
-        obj = {
-            "id": "cmpl-" + uuid.uuid4().hex,
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": body.get("model"),
-            "choices": [{"index": 0, "text": text, "logprobs": None, "finish_reason": finish}],
-            "usage": _usage(body, n),
-        }
-    return web.Response(body=orjson.dumps(obj), content_type="application/json")
+# -- chat and text completions ------------------------------------------------------------
 
 
-async def _stream(
-    request: web.Request,
-    state: DoubleState,
-    body: dict[str, Any],
-    chat: bool,
-    pieces: list[str],
-    tool_call: dict[str, Any] | None,
-) -> web.StreamResponse:
-    resp = web.StreamResponse(
-        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-    )
-    await resp.prepare(request)
+def _usage(turn: Turn, plan: Plan) -> dict[str, Any]:
+    prompt, completion = plan.input_tokens(turn), plan.output_tokens
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if plan.reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(plan.reasoning)}
+    return usage
+
+
+def _finish(turn: Turn, plan: Plan) -> str:
+    if plan.calls:
+        return "tool_calls"
+    return "length" if turn.max_tokens == len(plan.pieces) else "stop"
+
+
+def _chat_calls(plan: Plan) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": c.call_id,
+            "type": "function",
+            "function": {"name": c.name, "arguments": c.arguments},
+        }
+        for c in plan.calls
+    ]
+
+
+def _chat_body(state: DoubleState, body: dict[str, Any], turn: Turn, plan: Plan) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": None if plan.calls else plan.text}
+    if plan.calls:
+        message["tool_calls"] = _chat_calls(plan)
+    if plan.reasoning:
+        message[state.get("reasoning_field", "reasoning_content")] = plan.reasoning_text
+    return {
+        "id": "chatcmpl-" + uuid.uuid4().hex,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [
+            {"index": 0, "message": message, "logprobs": None, "finish_reason": _finish(turn, plan)}
+        ],
+        "usage": _usage(turn, plan),
+    }
+
+
+def _text_body(state: DoubleState, body: dict[str, Any], turn: Turn, plan: Plan) -> dict[str, Any]:
+    choice = {"index": 0, "text": plan.text, "logprobs": None, "finish_reason": _finish(turn, plan)}
+    return {
+        "id": "cmpl-" + uuid.uuid4().hex,
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [choice],
+        "usage": _usage(turn, plan),
+    }
+
+
+def _chunker(body: dict[str, Any], chat: bool) -> Callable[..., dict[str, Any]]:
     cid = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
-    delay = float(state.get("chunk_delay_ms", 0)) / 1000
-    break_after = state.get("break_after_chunks", None)
 
-    def chunk(choice: dict[str, Any] | None, usage: dict[str, int] | None = None) -> bytes:
+    def chunk(choice: dict[str, Any] | None, usage: dict[str, Any] | None = None) -> dict[str, Any]:
         obj: dict[str, Any] = {
             "id": cid,
             "object": kind,
@@ -321,55 +306,82 @@ async def _stream(
         }
         if usage is not None:
             obj["usage"] = usage
-        return b"data: " + orjson.dumps(obj) + b"\n\n"
+        return obj
 
-    if chat:
-        await resp.write(
-            chunk(
-                {
-                    "index": 0,
-                    "delta": {"role": "assistant", "content": ""},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            )
-        )
-    if tool_call:
-        await resp.write(
-            chunk(
-                {
-                    "index": 0,
-                    "delta": {"tool_calls": [{"index": 0, **tool_call}]},
-                    "logprobs": None,
-                    "finish_reason": None,
-                }
-            )
-        )
-    for i, piece in enumerate(pieces):
-        if break_after is not None and i >= break_after:
-            assert request.transport is not None
-            request.transport.abort()  # a crash mid-stream, not a clean end
-            return resp
-        if delay:
-            await asyncio.sleep(delay)
-        choice = (
-            {"index": 0, "delta": {"content": piece}, "logprobs": None, "finish_reason": None}
-            if chat
-            else {"index": 0, "text": piece, "logprobs": None, "finish_reason": None}
-        )
-        await resp.write(chunk(choice))
-    finish = "tool_calls" if tool_call else "stop"
-    last = (
-        {"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}
-        if chat
-        else {"index": 0, "text": "", "logprobs": None, "finish_reason": finish}
-    )
-    await resp.write(chunk(last))
+    return chunk
+
+
+def _delta(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+    return {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+
+
+async def _chat_stream(
+    out: EventWriter, state: DoubleState, body: dict[str, Any], turn: Turn, plan: Plan
+) -> None:
+    chunk = _chunker(body, chat=True)
+    await out.send(chunk(_delta({"role": "assistant", "content": ""})))
+    field = state.get("reasoning_field", "reasoning_content")
+    for piece in plan.reasoning:
+        await out.generated(chunk(_delta({field: piece})))
+    if plan.reasoning:
+        await out.pause(float(state.get("reasoning_delay_ms", 0)))
+    for i, call in enumerate(plan.calls):  # as OpenAI streams them: head, then argument deltas
+        head = {"index": i, "id": call.call_id, "type": "function"}
+        head["function"] = {"name": call.name, "arguments": ""}
+        await out.generated(chunk(_delta({"tool_calls": [head]})))
+        half = len(call.arguments) // 2
+        for part in (call.arguments[:half], call.arguments[half:]):
+            delta = {"tool_calls": [{"index": i, "function": {"arguments": part}}]}
+            await out.generated(chunk(_delta(delta)))
+    for piece in plan.pieces:
+        await out.generated(chunk(_delta({"content": piece})))
+    await out.send(chunk(_delta({}, "tool_calls" if plan.calls else "stop")))
     if (body.get("stream_options") or {}).get("include_usage"):
-        await resp.write(chunk(None, _usage(body, len(pieces) if pieces else 5)))
-    await resp.write(b"data: [DONE]\n\n")
-    await resp.write_eof()
-    return resp
+        await out.send(chunk(None, _usage(turn, plan)))
+    await out.response.write(b"data: [DONE]\n\n")
+
+
+async def _text_stream(
+    out: EventWriter, state: DoubleState, body: dict[str, Any], turn: Turn, plan: Plan
+) -> None:
+    chunk = _chunker(body, chat=False)
+    for piece in plan.pieces:
+        await out.generated(
+            chunk({"index": 0, "text": piece, "logprobs": None, "finish_reason": None})
+        )
+    await out.send(chunk({"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}))
+    if (body.get("stream_options") or {}).get("include_usage"):
+        await out.send(chunk(None, _usage(turn, plan)))
+    await out.response.write(b"data: [DONE]\n\n")
+
+
+# -- embeddings ---------------------------------------------------------------------------
+
+
+def _vector(text: str, dim: int) -> list[float]:
+    """A deterministic unit-free vector from the text's hash (the same text, the same vector)."""
+    digest = hashlib.sha256(text.encode()).digest() * (dim // 32 + 1)
+    return [round(b / 255.0 - 0.5, 6) for b in digest[:dim]]
+
+
+def _embeddings(state: DoubleState, body: dict[str, Any]) -> dict[str, Any]:
+    raw = body.get("input", "")
+    inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
+    dim = int(body.get("dimensions") or state.get("embedding_dim", 8))
+    data = []
+    for i, item in enumerate(inputs):
+        vector = _vector(item if isinstance(item, str) else _dumps(item), dim)
+        embedding: Any = vector
+        if body.get("encoding_format") == "base64":  # float32 little-endian, as OpenAI sends
+            embedding = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode()
+        data.append({"object": "embedding", "index": i, "embedding": embedding})
+    tokens = sum(len(i.split()) if isinstance(i, str) else len(i) for i in inputs) or 1
+    return {
+        "object": "list",
+        "data": data,
+        "model": body.get("model"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -55,3 +55,14 @@ def test_free_text_hops(text: str, hops: int) -> None:
 def test_depth_buckets(depth: int | None, bucket: str) -> None:
     assert depth_bucket(depth) == bucket
     assert bucket in DEPTH_BUCKETS
+
+
+def test_reasoning_text_counts_and_a_restated_step_counts_once() -> None:
+    reasoning = "First 3 * 4 = 12.\nThen 12 + 5 = 17."
+    answer = "Then 12 + 5 = 17.\n#### 17"
+    assert logical_hops(answer) == 1
+    assert logical_hops("", reasoning) == 2
+    assert logical_hops(answer, reasoning) == 2  # the answer restates the second step
+    assert logical_hops("  THEN 12 +  5 = 17.", reasoning) == 2  # case and spaces aside
+    assert logical_hops("Also 17 * 2 = 34.", reasoning) == 3
+    assert logical_hops(GSM8K_REFERENCE, "") == logical_hops(GSM8K_REFERENCE) == 2
