@@ -60,10 +60,12 @@ class BackendTimeout(BackendUnavailable):
 
 
 class BackendServerError(BackendUnavailable):
-    def __init__(self, status: int, body: bytes = b"") -> None:
+    def __init__(self, status: int, body: bytes = b"", retry_after: bytes = b"") -> None:
         super().__init__(f"backend answered HTTP {status}")
         self.status = status
         self.body = body
+        self.retry_after = retry_after
+        """The upstream's ``Retry-After`` header value, if it sent one."""
 
 
 class BackendStreamError(BackendError):
@@ -122,7 +124,10 @@ class BackendResponse:
     """A backend's answer.
 
     For ``stream=True`` requests answered with status 200, ``events`` yields each SSE event's
-    ``data`` payload as bytes (the JSON chunk, and finally ``b"[DONE]"``); a backend that
+    ``data`` payload as bytes (the JSON chunk, and finally ``b"[DONE]"``) — or, for the APIs
+    whose streams are typed events (Responses, Messages: ``typed_events``), each whole event
+    block (``event: <type>\ndata: <json>``, without the blank line) up to the terminal event,
+    so that the proxy forwards it byte for byte; a backend that
     receives events in bursts may instead set ``event_batches``, which yields lists of the
     payloads that arrived together, so the proxy can forward a burst with one write. Otherwise
     ``body`` holds the whole response body. ``status`` may be a 4xx that the proxy passes
@@ -135,6 +140,8 @@ class BackendResponse:
     event_batches: AsyncIterator[list[bytes]] | None = None
     content_type: str = "application/json"
     info: ExecutionInfo = field(default_factory=ExecutionInfo)
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+    """Upstream response headers the client should see (``Retry-After``, rate limits)."""
 
     @property
     def streaming(self) -> bool:

@@ -43,7 +43,24 @@ from backends.http1 import (
 
 __all__ = ["OpenAIHTTPBackend"]
 
-_PATHS = {"chat": "/chat/completions", "completions": "/completions"}
+_PATHS = {
+    "chat": "/chat/completions",
+    "completions": "/completions",
+    "responses": "/responses",
+    "messages": "/messages",
+    "embeddings": "/embeddings",
+}
+_TYPED_EVENTS = frozenset({"responses", "messages"})
+"""Endpoints whose streams are typed events (``event:`` lines), ending with a terminal one."""
+_TERMINAL_EVENTS = (
+    b"event: response.completed",
+    b"event: response.failed",
+    b"event: response.incomplete",
+    b"event: message_stop",
+    b"event: error",
+)
+_CLIENT_HEADERS = ("retry-after", "x-ratelimit-", "anthropic-ratelimit-", "retry-after-ms")
+"""Upstream response headers passed on to the client (prefixes): agents back off by them."""
 _READY_CACHE_S = 2.0
 
 
@@ -125,26 +142,34 @@ class OpenAIHTTPBackend:
             raise BackendConnectError(f"{self.name}: {exc}") from exc
 
         if resp.status >= 500:
-            raise BackendServerError(resp.status, await self._read_or_empty(resp))
+            retry_after = resp.headers.get("retry-after", "").encode("latin-1")
+            raise BackendServerError(resp.status, await self._read_or_empty(resp), retry_after)
         content_type = resp.headers.get("content-type", "application/json")
+        passed = _client_headers(resp.headers)
         if request.stream and resp.status == 200 and content_type.startswith("text/event-stream"):
+            typed = request.endpoint in _TYPED_EVENTS
             return BackendResponse(
                 status=200,
-                event_batches=self._event_batches(resp),
+                event_batches=self._event_batches(resp, typed=typed),
                 content_type="text/event-stream",
+                headers=passed,
             )
         try:
             data = await resp.read()
         except HTTPError as exc:
             raise BackendTimeout(f"{self.name}: body not received: {exc}") from exc
-        return BackendResponse(status=resp.status, body=data, content_type=content_type)
+        return BackendResponse(
+            status=resp.status, body=data, content_type=content_type, headers=passed
+        )
 
-    async def _event_batches(self, resp: Response) -> AsyncIterator[list[bytes]]:
+    async def _event_batches(self, resp: Response, *, typed: bool) -> AsyncIterator[list[bytes]]:
         """Yield the data payloads of the SSE events that arrived together; ends at [DONE].
 
         Takes whatever the socket has delivered and splits complete events with one
         ``bytes.split``: a line-by-line reader costs two awaits per event, and batching lets
-        the proxy forward a burst of events with one write.
+        the proxy forward a burst of events with one write. For ``typed`` streams (Responses,
+        Messages) each whole event block is yielded as it came, and the stream ends at its
+        terminal event.
         """
         buffer = b""
         try:
@@ -155,8 +180,8 @@ class OpenAIHTTPBackend:
                 if b"\n\n" not in buffer:
                     continue
                 *events, buffer = buffer.split(b"\n\n")
-                payloads = _payloads(events)
-                if payloads and payloads[-1] == b"[DONE]":
+                payloads = _blocks(events) if typed else _payloads(events)
+                if payloads and _is_last(payloads[-1], typed):
                     # Only the body's framing can follow: keep the connection for reuse.
                     resp.release_when_done()
                     yield payloads
@@ -167,12 +192,14 @@ class OpenAIHTTPBackend:
             raise BackendStreamError(f"{self.name}: stream broke: {exc}") from exc
         finally:
             resp.close()  # a no-op once released; otherwise the upstream learns we left
-        tail = _payloads([buffer]) if buffer.strip() else []
-        if tail:  # a last event without its blank line
-            yield tail
-            if tail[-1] == b"[DONE]":
-                return
-        raise BackendStreamError(f"{self.name}: upstream closed the stream before [DONE]")
+        if buffer.strip():  # a last event without its blank line
+            tail = _blocks([buffer]) if typed else _payloads([buffer])
+            if tail:
+                yield tail
+                if _is_last(tail[-1], typed):
+                    return
+        end = "its terminal event" if typed else "[DONE]"
+        raise BackendStreamError(f"{self.name}: upstream closed the stream before {end}")
 
     def _headers(self, extra: Any) -> list[tuple[str, str]]:
         headers = [("Content-Type", "application/json"), *extra.items()]
@@ -191,6 +218,25 @@ class OpenAIHTTPBackend:
             return await resp.read()
         except HTTPError:
             return b""
+
+
+def _client_headers(headers: dict[str, str]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple(
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in headers.items()
+        if name.startswith(_CLIENT_HEADERS)
+    )
+
+
+def _blocks(events: list[bytes]) -> list[bytes]:
+    """Whole typed-event blocks, kept as they came (blank keep-alive blocks dropped)."""
+    return [event for event in events if event.strip()]
+
+
+def _is_last(event: bytes, typed: bool) -> bool:
+    if not typed:
+        return event == b"[DONE]"
+    return event.startswith(_TERMINAL_EVENTS) or event.endswith(b"data: [DONE]")
 
 
 def _payloads(events: list[bytes]) -> list[bytes]:

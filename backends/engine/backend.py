@@ -240,23 +240,25 @@ class EngineBackend:
         events: asyncio.Queue[StepEvent],
         tracker: _Tracker,
     ) -> AsyncIterator[bytes]:
-        """The Responses API's event sequence (no ``[DONE]``: that stream has none)."""
+        """The Responses API's event sequence as typed SSE blocks (``event:`` + ``data:``, as
+        the API sends them; no ``[DONE]``: that stream has none)."""
         try:
             for opening in writer.opening():
-                yield opening
+                yield _typed(opening)
             while True:
                 if event.error is not None:
                     raise BackendStreamError(f"variant {self.name!r}: {event.error}")
                 tracker.add(event)
                 if event.text:
-                    yield writer.delta(event.text)
+                    yield _typed(writer.delta(event.text))
                 if event.finish_reason is not None:
                     break
                 event = await events.get()
             for closing in writer.closing(event.finish_reason, len(job.prompt_ids), tracker.tokens):
-                yield closing
+                yield _typed(closing)
         finally:
             Batcher.cancel(job)  # as in _stream: a no-op at a normal end
+            self._token_sinks.pop(job.request_id, None)
 
     def _token_budget(self, sampling: SamplingRequest, prompt: int, loaded: LoadedModel) -> int:
         budget = min(sampling.max_tokens or self.config.max_new_tokens, self.config.max_new_tokens)
@@ -309,6 +311,13 @@ class EngineBackend:
             # Normal end: a no-op. Client gone (aclose): the worker drops the row next step.
             Batcher.cancel(job)
             self._token_sinks.pop(job.request_id, None)
+
+
+def _typed(payload: bytes) -> bytes:
+    """An event payload as the SSE block the Responses API sends: its type on an ``event:``
+    line, then the data."""
+    kind = orjson.loads(payload).get("type", "message")
+    return b"event: " + str(kind).encode() + b"\ndata: " + payload
 
 
 def _responses_writer(request: BackendRequest, sampling: SamplingRequest) -> ResponsesWriter:

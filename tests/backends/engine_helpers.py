@@ -78,6 +78,12 @@ async def chunks(response: BackendResponse) -> list[Any]:
     assert response.events is not None
     out: list[Any] = []
     async for payload in response.events:
+        if payload.startswith(b"event: "):  # a typed event block (Responses API)
+            head, _, data = payload.partition(b"\ndata: ")
+            obj = orjson.loads(data)
+            assert obj["type"] == head.removeprefix(b"event: ").decode(), payload
+            out.append(obj)
+            continue
         out.append(payload if payload == b"[DONE]" else orjson.loads(payload))
     return out
 
