@@ -331,6 +331,24 @@ def anytime_bounds(a: Sums, v: Sums, b: Arr, c: Arr, pn: Arr, cfg: ScoringConfig
     return Bounds(acc, paired, speed, energy)
 
 
+def running_intersection(bounds: Bounds, epoch_bins: int) -> Bounds:
+    """Each sequence intersected with its past in the epoch, as ``decide(previous=)`` does."""
+
+    def run(lo: Arr, hi: Arr) -> tuple[Arr, Arr]:
+        lo, hi = lo.copy(), hi.copy()
+        for t in range(1, lo.shape[1]):
+            if epoch_bins > 0 and t % epoch_bins == 0:
+                continue  # a new epoch starts afresh
+            plo, phi = lo[:, t - 1], hi[:, t - 1]
+            nlo, nhi = np.fmax(lo[:, t], plo), np.fmin(hi[:, t], phi)
+            keep = ~np.isnan(lo[:, t]) & ~np.isnan(plo) & (nlo <= nhi)
+            lo[:, t] = np.where(keep, nlo, lo[:, t])
+            hi[:, t] = np.where(keep, nhi, hi[:, t])
+        return lo, hi
+
+    return Bounds(run(*bounds.acc), run(*bounds.paired), run(*bounds.speed), run(*bounds.energy))
+
+
 def _log_ratio_cs(
     mv: tuple[Arr, Arr],
     n_v: Arr,
@@ -497,12 +515,9 @@ def run_rules(
     if "anytime" in rules:
         epoch_bins = int(cfg.trap.epoch_s / look_s) if cfg.trap.epoch_s > 0 else 0
         cum = sim.cumulative(epoch_bins)
-        q = with_holds(
-            anytime_answers(
-                anytime_bounds(cum.anchor, cum.variant, cum.b, cum.c, cum.pn, cfg), cfg
-            ),
-            epoch_bins,
-        )
+        bounds = anytime_bounds(cum.anchor, cum.variant, cum.b, cum.c, cum.pn, cfg)
+        bounds = running_intersection(bounds, epoch_bins)
+        q = with_holds(anytime_answers(bounds, cfg), epoch_bins)
         trap = latch(q["less_accurate"] | q["slower"] | q["more_energy"], on, off)
         out["anytime"] = Flags(trap, q, _held(trap, int(ALERT_FOR_S / look_s)))
     if "fixed" in rules:
@@ -587,6 +602,7 @@ def check_against_runtime(cfg: ScoringConfig, look_s: float, hours: float, seed:
         sim = simulate(rng, sc, 2, bins, look_s)
         cum = sim.cumulative(0)
         bounds = anytime_bounds(cum.anchor, cum.variant, cum.b, cum.c, cum.pn, cfg)
+        bounds = running_intersection(bounds, 0)
         for path in range(2):
             scorer = LiveScorer(cfg, [ModelSpec("m", "bf16", (("bf16", 16), ("nf4", 4)))])
             per_bin = {side: _events_of(sim.events[side], path, bins) for side in sim.events}
@@ -693,6 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--confidence", type=float, default=None)
     ap.add_argument("--epoch-s", type=float, default=None)
     ap.add_argument("--only", default="", help="run the cells whose name contains this")
+    ap.add_argument("--rules", default="anytime,fixed", help="which rules to run")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
     trap: dict[str, float] = {}
@@ -726,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|" + "---|" * 8)
     results: list[Result] = []
     for i, (sc, horizon, rules) in enumerate(scenarios(args.quick)):
-        if args.only and args.only not in sc.name:
+        rules = tuple(r for r in rules if r in args.rules.split(","))
+        if not rules or (args.only and args.only not in sc.name):
             continue
         for res in measure(sc, runs, horizon, args.look_s, cfg, args.seed + i, rules, args.chunk):
             results.append(res)

@@ -32,7 +32,7 @@ from scoring.row import RowInputs, score_row
 from scoring.snapshot import AgreementView, BucketRow, LiveSnapshot, ModelStatus, VariantStatus
 from scoring.stats import wilson_interval
 from scoring.thresholds import BatchEnergy, BatchThreshold, critical_batch_threshold
-from scoring.verdicts import QUESTIONS, Question
+from scoring.verdicts import QUESTIONS, Question, Verdicts
 from scoring.windows import (
     BATCH_BUCKETS,
     BUCKET_LOWER_SIZE,
@@ -100,6 +100,7 @@ class LiveScorer:
         self._epoch_since: float | None = None
         self._held: dict[tuple[str, str, str], frozenset[Question]] = {}
         self._last_answers: dict[tuple[str, str, str], frozenset[Question]] = {}
+        self._last_verdicts: dict[tuple[str, str, str], Verdicts] = {}
         self._open_pairs: OrderedDict[tuple[str, str], dict[str, tuple[bool, str]]] = OrderedDict()
         self.counters: dict[str, int] = {"observations": 0, "ignored": 0, "pairs_matched": 0}
 
@@ -241,6 +242,7 @@ class LiveScorer:
                         epoch_anchor=self._epoch.get((spec.name, anchor, bucket)) or EvidenceCell(),
                         epoch_since=self._epoch_since or now,
                         held=self._held.get(key, frozenset()),
+                        previous=self._last_verdicts.get(key),
                     ),
                     self.config,
                 )
@@ -270,6 +272,7 @@ class LiveScorer:
         v = row.verdicts
         if v is None:
             return
+        self._last_verdicts[key] = v
         # Only answers this epoch's own evidence gave: a hold is never carried twice.
         own = (q for q in QUESTIONS if v.answer(q) is True and q not in v.carried)
         self._last_answers[key] = frozenset(own)

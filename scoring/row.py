@@ -59,6 +59,8 @@ class RowInputs:
     epoch_since: float = 0.0
     held: frozenset[Question] = frozenset()
     """Answers held "yes" from the previous epoch (:func:`scoring.verdicts.carry`)."""
+    previous: Verdicts | None = None
+    """The last verdicts of this row (their running intersection continues in the epoch)."""
 
 
 def verdict_settings(config: ScoringConfig) -> VerdictSettings:
@@ -78,7 +80,12 @@ def _verdicts(inputs: RowInputs, config: ScoringConfig) -> Verdicts:
     a = inputs.epoch_anchor if inputs.epoch_anchor is not None else inputs.anchor
     method, note = _energy_method(v, a, config.trap.min_requests, False)
     decided = decide(
-        v, a, method if note is None else None, verdict_settings(config), inputs.epoch_since
+        v,
+        a,
+        method if note is None else None,
+        verdict_settings(config),
+        inputs.epoch_since,
+        inputs.previous,
     )
     return carry(decided, inputs.held)
 

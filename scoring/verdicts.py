@@ -146,16 +146,31 @@ def decide(
     energy_method: str | None,
     settings: VerdictSettings,
     since: float,
+    previous: Verdicts | None = None,
 ) -> Verdicts:
-    """Answer the three questions from one epoch's merged evidence of both sides."""
+    """Answer the three questions from one epoch's merged evidence of both sides.
+
+    ``previous`` is the last verdict of the same epoch (same ``since``): each sequence is
+    intersected with everything it said before (its *running intersection*, still a
+    confidence sequence at the same level), so an answer does not flap back and forth as the
+    estimate wanders along the margin.
+    """
     m, a = settings.margins, settings.alpha
-    unpaired = _accuracy_unpaired(variant, anchor, settings, a / 6.0)
-    paired = _accuracy_paired(variant.pairs, settings, a / 6.0)
+    prev = previous if previous is not None and previous.since == since else None
+    unpaired = _intersect(
+        _accuracy_unpaired(variant, anchor, settings, a / 6.0), prev.accuracy if prev else None
+    )
+    paired = _intersect(
+        _accuracy_paired(variant.pairs, settings, a / 6.0), prev.accuracy_paired if prev else None
+    )
     less: bool | None = None
     for cs in (unpaired, paired):
         if cs is not None:
             less = bool(less) or cs.high < -m.accuracy
-    speed = _ratio_cs(_speed_moments(variant.speed), _speed_moments(anchor.speed), settings, a / 3)
+    speed = _intersect(
+        _ratio_cs(_speed_moments(variant.speed), _speed_moments(anchor.speed), settings, a / 3),
+        prev.speed if prev else None,
+    )
     slower = None if speed is None else speed.high < 1.0 - m.speed
     energy = None
     if energy_method is not None:
@@ -165,6 +180,8 @@ def decide(
             settings,
             a / 3.0,
         )
+        if prev is not None and prev.energy_method == energy_method:
+            energy = _intersect(energy, prev.energy)
     more_energy = None if energy is None else energy.low > 1.0 + m.energy
     return Verdicts(
         since=since,
@@ -179,6 +196,16 @@ def decide(
         slower=slower,
         more_energy=more_energy,
     )
+
+
+def _intersect(current: Interval | None, before: Interval | None) -> Interval | None:
+    """The running intersection; the estimate is the current one."""
+    if current is None or before is None:
+        return current
+    low, high = max(current.low, before.low), min(current.high, before.high)
+    if low > high:  # disjoint: the data moved away from its own past (drift); show today's
+        return current
+    return Interval(current.estimate, low, high, current.confidence)
 
 
 def _two_sample_samples(n_v: int, n_a: int) -> float:

@@ -87,3 +87,23 @@ def test_held_answers_last_until_confirmed_or_excluded() -> None:
     assert healthy.excludes("more_energy")
     released = carry(healthy, frozenset({"more_energy"}))
     assert released.more_energy is False and released.carried == ()
+
+
+def test_the_running_intersection_keeps_an_answer_within_its_epoch() -> None:
+    v, a = _cell(100, 42, 300, 0.43, 11), _cell(100, 50, 300, 0.43, 12)
+    first = decide(v, a, "nvml_counter", SETTINGS, since=5.0)
+    assert first.slower is True and first.speed is not None
+    # The epoch goes on with a long stretch at parity: alone, its evidence no longer decides.
+    v.merge(_cell(200, 50, 300, 0.43, 13))
+    a.merge(_cell(200, 50, 300, 0.43, 14))
+    alone = decide(v, a, "nvml_counter", SETTINGS, since=5.0)
+    assert alone.slower is False and alone.speed is not None
+    # Intersected with what the sequence said before (still a valid CS): the answer stays.
+    kept = decide(v, a, "nvml_counter", SETTINGS, since=5.0, previous=first)
+    assert kept.speed is not None
+    assert kept.speed.high == pytest.approx(min(alone.speed.high, first.speed.high))
+    assert kept.speed.low == pytest.approx(max(alone.speed.low, first.speed.low))
+    assert kept.slower is True
+    # A new epoch starts afresh.
+    fresh = decide(v, a, "nvml_counter", SETTINGS, since=6.0, previous=first)
+    assert fresh.speed == alone.speed and fresh.slower is False
