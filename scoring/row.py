@@ -15,17 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from scoring.assemble import Side, assemble
 from scoring.config import ScoringConfig
 from scoring.evidence import accuracy_evidence, live_regime
 from scoring.intervals import VariantSample, pillar_intervals, si_interval
-from scoring.pillars import (
-    SIConfig,
-    clip_unit,
-    economic_pillar,
-    energy_pillar,
-    sustainability_index,
-    trust_pillar,
-)
+from scoring.pillars import SIConfig, clip_unit
 from scoring.snapshot import BucketRow, EnergyView, PillarView
 from scoring.stats import (
     Interval,
@@ -164,10 +158,9 @@ def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
     if ssi_interval is None:
         missing.append(energy_note or "energy: not comparable")
     # Memory.
-    g_vram = None
-    if inputs.variant_memory_gb is not None and inputs.anchor_memory_gb is not None:
-        g_vram = inputs.anchor_memory_gb / inputs.variant_memory_gb
-    elif config.economic_lambda < 1.0:
+    if (
+        inputs.variant_memory_gb is None or inputs.anchor_memory_gb is None
+    ) and config.economic_lambda < 1.0:
         missing.append("memory: unknown (HTTP upstream? declare it in scoring.memory_gb)")
 
     # The regime rests on the epoch's anytime-valid verdicts, never on the window's tests.
@@ -202,24 +195,32 @@ def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
     intervals = pillar_intervals(
         a_sample, v_sample, economic_lambda=config.economic_lambda, confidence=conf
     )
-    tsi = None
-    if acc_ok and a.correct > 0:
-        tsi = trust_pillar(a.correct / a.graded, v.correct / v.graded)
-    elif acc_ok:
+    # The point pillars and SI: the formula trees the PromQL rules render (scoring.assemble).
+    parts = assemble(
+        Side(
+            a.correct / a.graded if acc_ok else None,
+            a_speed.mean if speed_ok and a_speed is not None else None,
+            inputs.anchor_memory_gb,
+            e_a.per_query.mean if ssi_interval is not None and e_a is not None else None,
+        ),
+        Side(
+            v.correct / v.graded if acc_ok else None,
+            v_speed.mean if speed_ok and v_speed is not None else None,
+            inputs.variant_memory_gb,
+            e_v.per_query.mean if ssi_interval is not None and e_v is not None else None,
+        ),
+        si_cfg,
+    )
+    if acc_ok and a.correct == 0:
         missing.append("trust: the anchor's accuracy is 0, the pillar is undefined")
-    esi = None
-    if gain is not None and (g_vram is not None or config.economic_lambda == 1.0):
-        esi = economic_pillar(gain.estimate, g_vram, config.economic_lambda)
-    ssi = None
-    if ssi_interval is not None and e_a is not None and e_v is not None:
-        ssi = energy_pillar(e_a.per_query.mean, e_v.per_query.mean)
-    si = si_raw = None
-    if tsi is not None and esi is not None and ssi is not None:
-        point = sustainability_index(clip_unit(tsi), clip_unit(esi), clip_unit(ssi), si_cfg)
-        si_raw = sustainability_index(tsi, esi, ssi, si_cfg)
+    tsi, esi, ssi = parts.raw.as_tuple()
+    si = None
+    if parts.si is not None:
+        point = parts.si
         bounds = si_interval(a_sample, v_sample, si_cfg, conf)
         low, high = (bounds.low, bounds.high) if bounds else (point, point)
         si = Interval(point, min(low, point), max(high, point), conf)
+    si_raw = parts.si_raw
     return replace(
         base,
         cor=cor,
