@@ -75,7 +75,7 @@
     if (sig.less_accurate) parts.push("accuracy");
     if (sig.slower) parts.push("speed");
     if (sig.more_energy) parts.push("energy");
-    if (parts.length) return "worse beyond margin: " + parts.join(", ");
+    if (parts.length) return "beyond margin: " + parts.join(", ");
     if (sig.less_accurate === null || sig.slower === null) return "needs more evidence";
     return "no loss beyond the margins";
   }
@@ -90,11 +90,11 @@
     }
     var acc = vd.accuracy_difference_paired || vd.accuracy_difference;
     if (acc) {
-      out.push("accuracy Δ " + cs(acc, 1, 100) + " pts (" + (vd.accuracy_difference_paired ? "paired" : "unpaired") +
-        "), margin −" + num(m.accuracy * 100, 1) + " pts");
+      out.push("Δacc " + cs(acc, 1, 100) + " pts " + (vd.accuracy_difference_paired ? "paired" : "unpaired") +
+        " vs −" + num(m.accuracy * 100, 1));
     }
-    if (vd.speed_ratio) out.push("speed ×" + cs(vd.speed_ratio, 2, 1) + ", margin ×" + num(1 - m.speed, 2));
-    if (vd.energy_ratio) out.push("energy ×" + cs(vd.energy_ratio, 2, 1) + ", margin ×" + num(1 + m.energy, 2));
+    if (vd.speed_ratio) out.push("speed ×" + cs(vd.speed_ratio, 2, 1) + " vs ×" + num(1 - m.speed, 2));
+    if (vd.energy_ratio) out.push("energy ×" + cs(vd.energy_ratio, 2, 1) + " vs ×" + num(1 + m.energy, 2));
     if (vd.held_from_previous_epoch.length) out.push("held from the previous epoch: " + vd.held_from_previous_epoch.join(", "));
     return out;
   }
@@ -129,7 +129,9 @@
       "<td>" + pillar(r.pillars.energy, missingFor(r, "energy")) + "</td>" +
       "<td>" + iv(r.si, 3, 1, "", "needs all three pillars") + "</td>" +
       '<td class="left">' + regimeBadge(r.regime) + '<span class="ci">' + trap + esc(evidence(v, r)) + "</span>" +
-      verdictLines(r).map(function (t) { return '<span class="ci verdict">' + esc(t) + "</span>"; }).join("") +
+      verdictLines(r).map(function (t) {
+        return '<span class="ci verdict" title="anytime-valid confidence sequence since the epoch began, against its margin">' + esc(t) + "</span>";
+      }).join("") +
       "</td>" +
       "</tr>"
     );
