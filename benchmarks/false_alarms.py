@@ -26,10 +26,11 @@ delta-method ratio intervals at 95 %, tolerances 0, δ 0.01; a 2-look latch; and
 alerts: energy ratio > 1.05 for 15 min, pooled z < −1.96 and difference < −δ for 10 min).
 
 How it drives the runtime. Simulating the scorer request by request for 1,400 days would take
-hours, so the statistic's updates are vectorised here with numpy (running sums per look, the
-same formulas). ``--check`` proves the equivalence on a slice: it feeds the same events to the
-real :class:`scoring.live.LiveScorer` and compares every confidence-sequence bound and answer
-at every look (it runs by default on a few simulated hours before the benchmark).
+hours, so the statistic's updates are vectorised with numpy (running sums per look, the same
+formulas: ``benchmarks/false_alarm_rules.py``; the traffic: ``false_alarm_traffic.py``).
+``--check-hours`` proves the equivalence on a slice: it feeds the same events to the real
+:class:`scoring.live.LiveScorer` and compares every confidence-sequence bound at every look
+(3 simulated hours by default, before the benchmark).
 
 Caveats: looks are every ``look_s`` (15 s, the window's slot) instead of every 5 s, so a
 crossing that lasts less than a look can be missed (anytime-valid bounds hold at any looks, so
@@ -47,48 +48,31 @@ import math
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from false_alarm_rules import (
+    anytime_answers,
+    anytime_bounds,
+    fixed_rule,
+    held_for,
+    latch,
+    running_intersection,
+    with_holds,
+)
+from false_alarm_traffic import Arr, Scenario, Sim, simulate
+
 from scoring.config import ScoringConfig
 from scoring.live import LiveScorer, ModelSpec
-from scoring.row import verdict_settings
-from scoring.sequential import best_rho
-from scoring.stats import z_critical
 from scoring.windows import Observation
 
 HOUR, DAY = 3600.0, 86400.0
 HORIZONS = {"1h": HOUR, "24h": DAY, "7d": 7 * DAY}
 ALERT_FOR_S = 300.0
-COPY = 0.8  # a shadow copy repeats the anchor's verdict with this probability
-BASE_TPS, TOKENS, J_PER_TOKEN = 40.0, 200.0, 1.5
-
-Arr = np.ndarray
-
-
-@dataclass(frozen=True)
-class Scenario:
-    name: str
-    rate: float  # graded requests a minute per variant
-    paired: bool
-    acc_v: float = 0.43
-    speed_v: float = 1.0
-    energy_v: float = 1.0
-    acc_a: float = 0.43
-
-    @property
-    def effect(self) -> str | None:
-        if self.acc_v != self.acc_a:
-            return "less_accurate"
-        if self.speed_v != 1.0:
-            return "slower"
-        if self.energy_v != 1.0:
-            return "more_energy"
-        return None
 
 
 @dataclass
@@ -106,393 +90,6 @@ class Result:
     detect_median_s: float | None = None
     detect_p90_s: float | None = None
     detected: float = 0.0
-
-
-# -- events --------------------------------------------------------------------------------
-
-
-@dataclass
-class Sums:
-    """Per-bin sums of one side, shape (paths, bins)."""
-
-    n: Arr
-    correct: Arr
-    sx: Arr
-    sy: Arr
-    sxx: Arr
-    syy: Arr
-    sxy: Arr
-    e: Arr
-    ee: Arr
-
-
-def _side(
-    rng: np.random.Generator, counts: Arr, correct: Arr, speed: float, energy: float
-) -> tuple[Sums, dict[str, Arr]]:
-    shape = counts.shape
-    k = counts.ravel()
-    total = int(k.sum())
-    idx = np.repeat(np.arange(k.size), k)
-    tokens = np.maximum(1.0, np.round(TOKENS * rng.lognormal(0.0, 0.5, total)))
-    stall = np.where(rng.random(total) < 0.05, 0.5, 1.0)
-    tps = BASE_TPS * speed * rng.lognormal(0.0, 0.15, total) * stall
-    seconds = tokens / tps
-    joules = tokens * J_PER_TOKEN * energy * rng.lognormal(0.0, 0.1, total)
-
-    def binsum(w: Arr) -> Arr:
-        return np.bincount(idx, weights=w, minlength=k.size).reshape(shape)
-
-    sums = Sums(
-        n=counts.astype(float),
-        correct=binsum(correct.astype(float)),
-        sx=binsum(tokens),
-        sy=binsum(seconds),
-        sxx=binsum(tokens * tokens),
-        syy=binsum(seconds * seconds),
-        sxy=binsum(tokens * seconds),
-        e=binsum(joules),
-        ee=binsum(joules * joules),
-    )
-    return sums, {
-        "idx": idx,
-        "tokens": tokens,
-        "seconds": seconds,
-        "joules": joules,
-        "correct": correct,
-    }
-
-
-@dataclass
-class Sim:
-    """One chunk of simulated runs: per-bin sums of both sides, the pair counts, the events."""
-
-    anchor: Sums
-    variant: Sums
-    b: Arr  # pairs where only the anchor was right
-    c: Arr  # pairs where only the variant was right
-    pn: Arr  # pairs
-    events: dict[str, dict[str, Arr]]
-
-    def cumulative(self, epoch_bins: int) -> Sim:
-        """Running sums since the start of each epoch of ``epoch_bins`` bins (0: one epoch)."""
-        return Sim(
-            _cum_sums(self.anchor, epoch_bins),
-            _cum_sums(self.variant, epoch_bins),
-            _cum(self.b, epoch_bins),
-            _cum(self.c, epoch_bins),
-            _cum(self.pn, epoch_bins),
-            self.events,
-        )
-
-    def window(self, bins: int) -> Sim:
-        """Sums over the last ``bins`` bins (a sliding window)."""
-        return Sim(
-            _win_sums(self.anchor, bins),
-            _win_sums(self.variant, bins),
-            _win(self.b, bins),
-            _win(self.c, bins),
-            _win(self.pn, bins),
-            self.events,
-        )
-
-
-def _cum(x: Arr, epoch_bins: int) -> Arr:
-    if epoch_bins <= 0 or epoch_bins >= x.shape[1]:
-        return np.cumsum(x, axis=1)
-    p, n = x.shape
-    k = -(-n // epoch_bins)
-    padded = np.zeros((p, k * epoch_bins))
-    padded[:, :n] = x
-    return np.cumsum(padded.reshape(p, k, epoch_bins), axis=2).reshape(p, -1)[:, :n]
-
-
-def _win(x: Arr, bins: int) -> Arr:
-    cum = np.cumsum(x, axis=1)
-    out = cum.copy()
-    out[:, bins:] -= cum[:, :-bins]
-    return out
-
-
-def _cum_sums(s: Sums, epoch_bins: int) -> Sums:
-    return Sums(**{f.name: _cum(getattr(s, f.name), epoch_bins) for f in fields(s)})
-
-
-def _win_sums(s: Sums, bins: int) -> Sums:
-    return Sums(**{f.name: _win(getattr(s, f.name), bins) for f in fields(s)})
-
-
-def simulate(rng: np.random.Generator, sc: Scenario, paths: int, bins: int, look_s: float) -> Sim:
-    """Both sides' per-bin sums, and the pair counts (anchor only, variant only, all)."""
-    lam = sc.rate * look_s / 60.0
-    n_a = rng.poisson(lam, (paths, bins))
-    n_v = n_a.copy() if sc.paired else rng.poisson(lam, (paths, bins))
-    ok_a = rng.random(int(n_a.sum())) < sc.acc_a
-    if sc.paired:
-        q = (sc.acc_v - COPY * sc.acc_a) / (1.0 - COPY)
-        copy = rng.random(ok_a.size) < COPY
-        ok_v = np.where(copy, ok_a, rng.random(ok_a.size) < q)
-    else:
-        ok_v = rng.random(int(n_v.sum())) < sc.acc_v
-    a, ev_a = _side(rng, n_a, ok_a, 1.0, 1.0)
-    v, ev_v = _side(rng, n_v, ok_v, sc.speed_v, sc.energy_v)
-    b = np.zeros((paths, bins))
-    c = np.zeros((paths, bins))
-    pn = np.zeros((paths, bins))
-    if sc.paired:
-        idx = ev_a["idx"]
-        b = np.bincount(idx, weights=(ok_a & ~ok_v), minlength=b.size).reshape(b.shape)
-        c = np.bincount(idx, weights=(~ok_a & ok_v), minlength=c.size).reshape(c.shape)
-        pn = n_a.astype(float)
-    return Sim(a, v, b, c, pn, {"anchor": ev_a, "variant": ev_v})
-
-
-# -- the anytime-valid verdicts, vectorised (scoring/verdicts.py) ----------------------------
-
-
-def _multiplier(t: Arr, alpha: float, tune: float) -> Arr:
-    rho = best_rho(tune, alpha)
-    t = np.maximum(t, 1e-12)
-    return np.sqrt((t + rho) * (np.log1p(t / rho) + 2.0 * math.log(1.0 / alpha)) / t)
-
-
-def _ratio_moments(n: Arr, sx: Arr, sy: Arr, sxx: Arr, syy: Arr, sxy: Arr) -> tuple[Arr, Arr]:
-    """(R, per-sample relative variance) of R = Σx/Σy, as RatioSums.summary() computes it."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = sx / sy
-        ss_d = sxx - 2.0 * r * sxy + r * r * syy
-        s2_d = np.maximum(ss_d, 0.0) / (n - 1.0)
-        y_bar = sy / n
-        rel = (s2_d / (y_bar * y_bar)) / (r * r)
-    return r, rel
-
-
-def _mean_moments(n: Arr, s: Arr, ss: Arr) -> tuple[Arr, Arr]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s / n
-        var = np.maximum(ss - n * mean * mean, 0.0) / (n - 1.0)
-        rel = var / (mean * mean)
-    return mean, rel
-
-
-@dataclass
-class Bounds:
-    """Per look (paths, looks): the CS bounds the runtime would show, NaN where unanswered."""
-
-    acc: tuple[Arr, Arr]
-    paired: tuple[Arr, Arr]
-    speed: tuple[Arr, Arr]
-    energy: tuple[Arr, Arr]
-
-
-def anytime_bounds(a: Sums, v: Sums, b: Arr, c: Arr, pn: Arr, cfg: ScoringConfig) -> Bounds:
-    """The confidence sequences of :func:`scoring.verdicts.decide` over cumulative sums."""
-    s = verdict_settings(cfg)
-    al, tune = s.alpha, s.tune_samples
-    nan = np.nan
-    # Unpaired accuracy (Bernoulli bound), α/6.
-    n_a, n_v = a.n, v.n
-    ok = (n_a >= s.min_graded) & (n_v >= s.min_graded)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = v.correct / n_v - a.correct / n_a
-        se = np.sqrt(0.25 * (1.0 / n_v + 1.0 / n_a))
-        t = 2.0 / (1.0 / n_v + 1.0 / n_a)
-    h = _multiplier(np.where(ok, t, 1.0), al / 6, tune) * se
-    acc = (np.where(ok, np.maximum(-1, d - h), nan), np.where(ok, np.minimum(1, d + h), nan))
-    # Paired accuracy, α/6.
-    n = pn
-    okp = n >= s.min_graded
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dp = (c - b) / n
-        var = np.maximum((b + c + 1.0) / (n + 1.0) - dp * dp, 1.0 / (n + 1.0))
-        hp = _multiplier(np.where(okp, n, 1.0), al / 6, tune) * np.sqrt(var / n)
-    paired = (
-        np.where(okp, np.maximum(-1, dp - hp), nan),
-        np.where(okp, np.minimum(1, dp + hp), nan),
-    )
-    # Ratios on the log scale, α/3 each.
-    speed = _log_ratio_cs(
-        _ratio_moments(v.n, v.sx, v.sy, v.sxx, v.syy, v.sxy),
-        v.n,
-        _ratio_moments(a.n, a.sx, a.sy, a.sxx, a.syy, a.sxy),
-        a.n,
-        s.min_requests,
-        al / 3,
-        tune,
-    )
-    energy = _log_ratio_cs(
-        _mean_moments(v.n, v.e, v.ee),
-        v.n,
-        _mean_moments(a.n, a.e, a.ee),
-        a.n,
-        s.min_requests,
-        al / 3,
-        tune,
-    )
-    return Bounds(acc, paired, speed, energy)
-
-
-def running_intersection(bounds: Bounds, epoch_bins: int) -> Bounds:
-    """Each sequence intersected with its past in the epoch, as ``decide(previous=)`` does."""
-
-    def run(lo: Arr, hi: Arr) -> tuple[Arr, Arr]:
-        lo, hi = lo.copy(), hi.copy()
-        for t in range(1, lo.shape[1]):
-            if epoch_bins > 0 and t % epoch_bins == 0:
-                continue  # a new epoch starts afresh
-            plo, phi = lo[:, t - 1], hi[:, t - 1]
-            nlo, nhi = np.fmax(lo[:, t], plo), np.fmin(hi[:, t], phi)
-            keep = ~np.isnan(lo[:, t]) & ~np.isnan(plo) & (nlo <= nhi)
-            lo[:, t] = np.where(keep, nlo, lo[:, t])
-            hi[:, t] = np.where(keep, nhi, hi[:, t])
-        return lo, hi
-
-    return Bounds(run(*bounds.acc), run(*bounds.paired), run(*bounds.speed), run(*bounds.energy))
-
-
-def _log_ratio_cs(
-    mv: tuple[Arr, Arr],
-    n_v: Arr,
-    ma: tuple[Arr, Arr],
-    n_a: Arr,
-    minimum: int,
-    alpha: float,
-    tune: float,
-) -> tuple[Arr, Arr]:
-    ok = (n_v >= minimum) & (n_a >= minimum)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lr = np.log(mv[0] / ma[0])
-        se = np.sqrt(mv[1] / n_v + ma[1] / n_a)
-        t = 2.0 / (1.0 / n_v + 1.0 / n_a)
-        h = _multiplier(np.where(ok, t, 1.0), alpha, tune) * se
-        return np.where(ok, np.exp(lr - h), np.nan), np.where(ok, np.exp(lr + h), np.nan)
-
-
-# -- answers, held answers, the latch --------------------------------------------------------
-
-
-def anytime_answers(bounds: Bounds, cfg: ScoringConfig) -> dict[str, tuple[Arr, Arr]]:
-    """Per question: (answered yes, excluded) per look, as :class:`Verdicts` decides them."""
-    m = verdict_settings(cfg).margins
-    with np.errstate(invalid="ignore"):
-        less = (bounds.acc[1] < -m.accuracy) | (bounds.paired[1] < -m.accuracy)
-        less_ex = (bounds.acc[0] >= -m.accuracy) | (bounds.paired[0] >= -m.accuracy)
-        slower = bounds.speed[1] < 1.0 - m.speed
-        slower_ex = bounds.speed[0] >= 1.0 - m.speed
-        more = bounds.energy[0] > 1.0 + m.energy
-        more_ex = bounds.energy[1] <= 1.0 + m.energy
-    return {
-        "less_accurate": (less, less_ex),
-        "slower": (slower, slower_ex),
-        "more_energy": (more, more_ex),
-    }
-
-
-def with_holds(answers: dict[str, tuple[Arr, Arr]], epoch_bins: int) -> dict[str, Arr]:
-    """Each question's flag with the previous epoch's own "yes" held until confirmed/excluded."""
-    out = {}
-    for q, (own, excluded) in answers.items():
-        flag = own.copy()
-        n = own.shape[1]
-        if 0 < epoch_bins < n:
-            for start in range(epoch_bins, n, epoch_bins):
-                stop = min(start + epoch_bins, n)
-                held = own[:, start - 1]
-                resolved = np.logical_or.accumulate(
-                    own[:, start:stop] | excluded[:, start:stop], axis=1
-                )
-                flag[:, start:stop] |= held[:, None] & ~resolved
-        out[q] = flag
-    return out
-
-
-def latch(raw: Arr, on_after: int, off_after: int) -> Arr:
-    """:class:`scoring.evidence.RegimeLatch` on a trap/no-trap signal, vectorised over runs."""
-    paths, looks = raw.shape
-    out = np.zeros_like(raw)
-    state = np.zeros(paths, dtype=bool)
-    run_on = np.zeros(paths, dtype=np.int32)
-    run_off = np.zeros(paths, dtype=np.int32)
-    for t in range(looks):
-        r = raw[:, t]
-        run_on = np.where(r, run_on + 1, 0)
-        run_off = np.where(r, 0, run_off + 1)
-        state = np.where(state, run_off < off_after, run_on >= on_after)
-        out[:, t] = state
-    return out
-
-
-# -- the fixed-sample rule it replaces (the previous release), on window sums -----------------
-
-
-def _wilson(x: Arr, n: Arr, z: float) -> tuple[Arr, Arr, Arr]:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        p = x / n
-        z2n = z * z / n
-        centre = (p + z2n / 2) / (1 + z2n)
-        half = z / (1 + z2n) * np.sqrt(p * (1 - p) / n + z2n / (4 * n))
-    return p, np.maximum(0, centre - half), np.minimum(1, centre + half)
-
-
-def _binom_half_cdf(max_n: int) -> Arr:
-    """``table[n, k] = P(Bin(n, 1/2) <= k)``."""
-    table = np.ones((max_n + 1, max_n + 1))
-    for n in range(1, max_n + 1):
-        k = np.arange(n + 1)
-        logpmf = np.array(
-            [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in k]
-        ) - n * math.log(2.0)
-        table[n, : n + 1] = np.minimum(1.0, np.cumsum(np.exp(logpmf)))
-    return table
-
-
-def fixed_rule(win: Sim, cfg: ScoringConfig, look_s: float) -> tuple[dict[str, Arr], Arr]:
-    """The previous release's per-look answers over the window, and its fleet alert signal."""
-    trap, z = cfg.trap, z_critical(cfg.confidence)
-    a, v = win.anchor, win.variant
-    delta = trap.accuracy_tolerance
-    p_v, _, u_v = _wilson(v.correct, v.n, z)
-    p_a, l_a, _ = _wilson(a.correct, a.n, z)
-    ok = (a.n >= trap.min_graded) & (v.n >= trap.min_graded)
-    with np.errstate(invalid="ignore"):
-        high = (p_v - p_a) + np.sqrt((u_v - p_v) ** 2 + (p_a - l_a) ** 2)
-        less = ok & (high < -delta)
-    b, c, n = win.b, win.c, win.pn
-    disc = (b + c).astype(int)
-    table = _binom_half_cdf(int(disc.max()) if disc.size else 1)
-    p_mc = np.minimum(1.0, 2.0 * table[disc, np.minimum(b, c).astype(int)])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        paired = (
-            (n >= trap.min_graded) & (p_mc < 1 - cfg.confidence) & (b > c) & ((c - b) / n < -delta)
-        )
-    less = less | paired
-    mn = trap.min_requests
-    rs_v = _ratio_moments(v.n, v.sx, v.sy, v.sxx, v.syy, v.sxy)
-    rs_a = _ratio_moments(a.n, a.sx, a.sy, a.sxx, a.syy, a.sxy)
-    e_v, e_a = _mean_moments(v.n, v.e, v.ee), _mean_moments(a.n, a.e, a.ee)
-    okr = (v.n >= mn) & (a.n >= mn)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sp_high = np.exp(np.log(rs_v[0] / rs_a[0]) + z * np.sqrt(rs_v[1] / v.n + rs_a[1] / a.n))
-        en_low = np.exp(np.log(e_v[0] / e_a[0]) - z * np.sqrt(e_v[1] / v.n + e_a[1] / a.n))
-        slower = okr & (sp_high < 1.0)
-        more = okr & (en_low > 1.0)
-        # The previous fleet alerts: a plain energy ratio > 1.05 for 15 min; a pooled z-test
-        # of the accuracy difference with the difference below −δ for 10 min.
-        inversion = okr & (e_v[0] / e_a[0] > 1.05)
-        pooled = (v.correct + a.correct) / (v.n + a.n)
-        zstat = (p_v - p_a) / np.sqrt(pooled * (1 - pooled) * (1 / v.n + 1 / a.n))
-        drop = ok & (p_v - p_a < -delta) & (zstat < -z)
-    alert = _held(inversion, int(900 / look_s)) | _held(drop, int(600 / look_s))
-    return {"less_accurate": less, "slower": slower, "more_energy": more}, alert
-
-
-def _held(x: Arr, looks: int) -> Arr:
-    """True where ``x`` has been true for the last ``looks`` looks (an alert's ``for:``)."""
-    run = np.zeros(x.shape[0], dtype=np.int32)
-    out = np.zeros_like(x)
-    for t in range(x.shape[1]):
-        run = np.where(x[:, t], run + 1, 0)
-        out[:, t] = run >= looks
-    return out
 
 
 # -- one cell ---------------------------------------------------------------------------------
@@ -519,12 +116,12 @@ def run_rules(
         bounds = running_intersection(bounds, epoch_bins)
         q = with_holds(anytime_answers(bounds, cfg), epoch_bins)
         trap = latch(q["less_accurate"] | q["slower"] | q["more_energy"], on, off)
-        out["anytime"] = Flags(trap, q, _held(trap, int(ALERT_FOR_S / look_s)))
+        out["anytime"] = Flags(trap, q, held_for(trap, int(ALERT_FOR_S / look_s)))
     if "fixed" in rules:
         win = sim.window(int(cfg.window_s / look_s))
         q, fleet = fixed_rule(win, cfg, look_s)
         trap = latch(q["less_accurate"] | q["slower"] | q["more_energy"], on, off)
-        out["fixed"] = Flags(trap, q, _held(trap, int(ALERT_FOR_S / look_s)) | fleet)
+        out["fixed"] = Flags(trap, q, held_for(trap, int(ALERT_FOR_S / look_s)) | fleet)
     return out
 
 
