@@ -1,12 +1,18 @@
 """Alerting rules: quantization traps, energy, accuracy, shadows and the canary loop.
 
-Trap alerts read the proxy's own **significant, latched** flag (``quanttrap_trap``: the regime
-held for ``trap.on_after`` recomputations, every difference significant at
-``scoring.confidence``) rather than a raw difference, and keep a ``for:`` on top, so they do
-not flap on noise. The fleet-wide recording rules (:mod:`grafana.recording`) supply the
-numbers quoted in the descriptions and the energy, accuracy and shadow checks. Every alert has
-``summary``, ``description``, ``severity`` and a ``runbook_url`` into ``docs/runbooks/``
-(one page per alert, named after it).
+Every trap, energy and accuracy alert reads the proxy's own **anytime-valid verdicts**
+(:mod:`scoring.verdicts`): ``quanttrap_trap`` (the latched flag) with ``quanttrap_regime``, and
+``quanttrap_verdict`` per question — confidence sequences over the verdict epoch, beyond the
+practical-significance margins — never a raw ratio or a per-evaluation test, and keep a
+``for:`` on top. Across replicas the rules take the ``max`` (any replica's verdict): each
+replica's verdicts hold at ``scoring.confidence`` on its own evidence, so with ``R`` replicas
+a no-trap variant is flagged by some replica with probability up to ``R`` times the level
+(set ``scoring.confidence`` to ``1 − α/R`` to keep ``α`` for the fleet). Recomputing the
+sequences fleet-wide in PromQL is not done: it would need per-epoch sums of squares that the
+counters do not carry, and replicas' epochs do not start together. The fleet-wide recording
+rules (:mod:`grafana.recording`) supply the numbers quoted in the descriptions and the shadow
+checks. Every alert has ``summary``, ``description``, ``severity`` and a ``runbook_url`` into
+``docs/runbooks/`` (one page per alert, named after it).
 """
 
 from __future__ import annotations
@@ -16,7 +22,6 @@ from typing import Any
 from grafana.options import RuleOptions
 from grafana.recording import pillar_selector
 from grafana.series import Label, Record, Series
-from scoring.stats import z_critical
 
 __all__ = ["ALERTS", "alerting_groups"]
 
@@ -138,39 +143,41 @@ def _trap_alert(opts: RuleOptions, regime: str) -> dict[str, Any]:
     )
 
 
+def _verdict(question: str) -> str:
+    """The proxies' anytime-valid answer to ``question``, any replica (1 = yes)."""
+    return f'max by ({_ROW}) (\n  {Series.VERDICT}{{{Label.QUESTION}="{question}"}}\n) == 1'
+
+
 def _energy_inversion(opts: RuleOptions) -> dict[str, Any]:
-    ratio = opts.energy_inversion_ratio
-    energy = pillar_selector("energy", False)
-    expr = f"max without ({Label.PILLAR}, {Label.BOUNDED}) (1 / {energy}) > {ratio!r}"
+    margin = opts.scoring.trap.energy_tolerance
     return _alert(
         opts,
         "QuanttrapEnergyInversion",
-        expr,
-        "15m",
+        _verdict("more_energy"),
+        "5m",
         "warning",
-        f'{_WHERE} spends {{{{ $value | printf "%.2f" }}}}x the anchor\'s energy per query',
-        f"Fleet-wide, the quantized variant's energy per query is more than {ratio}x the "
-        "anchor's in the same batch-size bucket, by the same measurement method: lower "
-        "precision is costing energy, not saving it.",
+        f"{_WHERE} spends more than {1 + margin:g}x the anchor's energy per query",
+        "The proxy's anytime-valid verdict: the whole confidence sequence of the variant's "
+        f"energy per query over the anchor's (same bucket, same method) lies above {1 + margin:g} "
+        f"(the {margin:.0%} margin, trap.energy_tolerance), at scoring.confidence "
+        f"{opts.scoring.confidence:g} per variant, bucket and epoch: lower precision is costing "
+        "energy, not saving it. " + _numbers(),
     )
 
 
 def _accuracy_drop(opts: RuleOptions) -> dict[str, Any]:
     delta = opts.scoring.trap.accuracy_tolerance
-    z = z_critical(opts.scoring.confidence)
-    expr = (
-        f"{Record.ACCURACY_DIFFERENCE} < -{delta!r}\nand {Record.ACCURACY_DIFFERENCE_Z} < -{z:.6f}"
-    )
     return _alert(
         opts,
         "QuanttrapAccuracyDrop",
-        expr,
-        "10m",
+        _verdict("less_accurate"),
+        "5m",
         "warning",
-        f"{_WHERE} answers {{{{ $value | humanizePercentage }}}} (absolute) vs the anchor",
-        f"Fleet-wide graded accuracy is below the anchor's by more than {delta:g} (absolute), "
-        f"significant at {opts.scoring.confidence:g} (unpaired two-proportion test over all "
-        "replicas; each proxy's paired test is on its status page).",
+        f"{_WHERE} is less accurate than the anchor by more than {delta:g}",
+        "The proxy's anytime-valid verdict: the whole confidence sequence of the accuracy "
+        f"difference (paired shadow or canary verdicts, or unpaired graded traffic) lies below "
+        f"-{delta:g} (absolute, trap.accuracy_tolerance), at scoring.confidence "
+        f"{opts.scoring.confidence:g} per variant, bucket and epoch. " + _numbers(),
     )
 
 

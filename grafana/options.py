@@ -54,9 +54,6 @@ class RuleOptions:
     """Shadow comparisons needed in the window before the disagreement rate is trusted."""
     canary_stall: str = "15m"
     """No canary completed for this long (while canaries ran before) = stalled."""
-    energy_inversion_ratio: float = 1.05
-    """Variant's energy per query over the anchor's before the inversion alert (5 %: below
-    that, the per-query apportionment's noise over a window is of the same order)."""
     energy_lookback: str = "6h"
     """A variant measured by a real method within this long, now ``none``: energy went missing."""
     energy_expected: str = ""
@@ -78,10 +75,6 @@ class RuleOptions:
             )
         if self.min_comparisons < 1:
             raise ValueError(f"min_comparisons must be >= 1, got {self.min_comparisons}")
-        if not self.energy_inversion_ratio >= 1.0:
-            raise ValueError(
-                f"energy_inversion_ratio must be >= 1, got {self.energy_inversion_ratio}"
-            )
         if self.energy_expected:
             re.compile(self.energy_expected)
 

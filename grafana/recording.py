@@ -211,25 +211,9 @@ def _formula_rules(opts: RuleOptions) -> list[Rule]:
         _record(
             Record.ACCURACY_DIFFERENCE, render(formulas.accuracy_difference, inputs.__getitem__)
         ),
-        _record(Record.ACCURACY_DIFFERENCE_Z, _z_rule(opts)),
         *_shadow_rules(opts),
     ]
     return rules
-
-
-def _z_rule(opts: RuleOptions) -> str:
-    """Pooled two-proportion z statistic of the accuracy difference, fleet-wide.
-
-    Pooled (the variance under "no difference"), so that a variant that is always wrong
-    against an anchor that is always right still gets a finite, very negative z. The proxy's
-    own test pairs verdicts on the same prompt and is more powerful; across replicas the
-    pairs are not exported, so the fleet-wide check is the unpaired one.
-    """
-    a = Record.anchor
-    n_v, n_a = Record.GRADED, a(Record.GRADED)
-    pooled = f"(({Record.ACCURACY} * {n_v} + {a(Record.ACCURACY)} * {n_a}) / ({n_v} + {n_a}))"
-    variance = f"({pooled} * (1 - {pooled}) * (1 / {n_v} + 1 / {n_a}))"
-    return f"{Record.ACCURACY_DIFFERENCE} / sqrt({variance} > 0)"
 
 
 def _shadow_rules(opts: RuleOptions) -> list[Rule]:

@@ -55,6 +55,7 @@ class Label:
     CANARY_OUTCOME: Final = label(ScoringKey.CANARY_OUTCOME)
     MEMORY_METHOD: Final = label(ScoringKey.MEMORY_METHOD)
     DEPTH_BUCKET: Final = label(ScoringKey.DEPTH_BUCKET)
+    QUESTION: Final = label(ScoringKey.QUESTION)
 
 
 class Series:
@@ -90,6 +91,7 @@ class Series:
     ACCURACY_HIGH: Final = _name(ScoringMetric.ACCURACY_HIGH)
     REGIME: Final = _name(ScoringMetric.REGIME)
     TRAP: Final = _name(ScoringMetric.TRAP)
+    VERDICT: Final = _name(ScoringMetric.VERDICT)
     WINDOW_SAMPLES: Final = _name(ScoringMetric.WINDOW_SAMPLES)
     SHADOW_AGREEMENT: Final = _name(ScoringMetric.SHADOW_AGREEMENT)
     VARIANT_MEMORY: Final = _name(ScoringMetric.VARIANT_MEMORY, "By")
@@ -119,7 +121,6 @@ class Record:
     SI_RAW: Final = "quanttrap:si_raw"
     COR: Final = "quanttrap:cor"
     ACCURACY_DIFFERENCE: Final = "quanttrap:accuracy_difference"
-    ACCURACY_DIFFERENCE_Z: Final = "quanttrap:accuracy_difference:z"
     SHADOW_COMPARED: Final = "quanttrap:shadow_compared:increase"
     SHADOW_DISAGREEMENT: Final = "quanttrap:shadow_disagreement:ratio"
 

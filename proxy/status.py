@@ -5,7 +5,9 @@ Routes (added by :func:`add_status_routes`):
 - ``GET /quanttrap/v1/status`` — the live table as JSON (:func:`status_json`): per model and
   variant, the headline and every batch-size bucket with samples, accuracy, TPS, energy (and
   its method, or why it is unavailable), COR, the three pillars and the SI with intervals,
-  regime, trap flag, paired test, B\\*, plus a short history for charts;
+  regime, trap flag, paired test, the anytime-valid verdicts (confidence sequences since the
+  epoch's start, the margins they were held against, held answers), B\\*, plus a short
+  history for charts;
 - ``GET /quanttrap/v1/evaluations`` — graded evaluations from the log, newest first; filters
   ``model``, ``variant``, ``role``, ``dataset``, ``correct=true|false``, ``since`` (Unix
   time), ``limit`` (1-1000, default 100);
@@ -34,6 +36,7 @@ from fastapi.responses import Response
 from proxy.errors import APIError
 from scoring.snapshot import BucketRow, HistoryPoint, LiveSnapshot, PillarView, VariantStatus
 from scoring.stats import Interval, McNemarResult
+from scoring.verdicts import Verdicts
 
 if TYPE_CHECKING:
     from proxy.app import QuanttrapApp
@@ -113,6 +116,14 @@ def status_json(runtime: ScoringRuntime) -> dict[str, Any]:
             "min_requests": cfg.trap.min_requests,
             "on_after": cfg.trap.on_after,
             "off_after": cfg.trap.off_after,
+        },
+        "verdicts": {
+            "method": "anytime-valid confidence sequences (normal mixture), per variant, "
+            "bucket and epoch",
+            "level": cfg.confidence,
+            "epoch_s": cfg.trap.epoch_s,
+            "epoch_since": runtime.scorer.epoch_since,
+            "tune_samples": cfg.trap.tune_samples,
         },
         "canary": _canary_json(runtime),
         "counters": dict(snap.counters) if snap else {},
@@ -213,8 +224,39 @@ def _row_json(r: BucketRow) -> dict[str, Any]:
         "regime_now": r.regime_now,
         "trap": r.trap,
         "significant": {"less_accurate": less, "slower": slower, "more_energy": more},
+        "verdicts": _verdicts(r.verdicts),
         "paired": _paired(r.pairs, r.paired),
         "missing": list(r.missing),
+    }
+
+
+def _verdicts(v: Verdicts | None) -> dict[str, Any] | None:
+    """The anytime-valid answers, their confidence sequences and the margins applied."""
+    if v is None:
+        return None
+
+    def cs(interval: Interval | None) -> dict[str, float] | None:
+        out = _iv(interval)
+        if out is not None and interval is not None:
+            out["confidence"] = interval.confidence
+        return out
+
+    m = v.margins
+    return {
+        "since": v.since,
+        "level": 1.0 - v.alpha,
+        "margins": {"accuracy": m.accuracy, "speed": m.speed, "energy": m.energy},
+        "accuracy_difference": cs(v.accuracy),
+        "accuracy_difference_paired": cs(v.accuracy_paired),
+        "speed_ratio": cs(v.speed),
+        "energy_ratio": cs(v.energy),
+        "energy_method": v.energy_method,
+        "answers": {
+            "less_accurate": v.less_accurate,
+            "slower": v.slower,
+            "more_energy": v.more_energy,
+        },
+        "held_from_previous_epoch": list(v.carried),
     }
 
 

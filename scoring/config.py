@@ -65,14 +65,27 @@ class StoreConfig(_Strict):
 
 
 class TrapConfig(_Strict):
-    """When a difference counts as a trap, and how the flag resists noise."""
+    """When a difference counts as a trap, and how the flag resists noise.
+
+    The three tolerances are *practical-significance margins*: a verdict needs the whole
+    anytime-valid confidence sequence beyond the margin (:mod:`scoring.verdicts`), so a
+    difference that is significant but inside the margin is not a trap.
+    """
 
     accuracy_tolerance: float = Field(default=0.01, ge=0.0, lt=1.0)
     """δ, absolute accuracy fraction: "less accurate" means worse than the anchor by more."""
-    speed_tolerance: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Relative: "slower" means TPS below ``TPS_anchor × (1 − speed_tolerance)``."""
-    energy_tolerance: float = Field(default=0.0, ge=0.0, lt=1.0)
-    """Relative: "more energy" means above ``E_anchor × (1 + energy_tolerance)`` per query."""
+    speed_tolerance: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Relative margin: "slower" means TPS below ``TPS_anchor × (1 − speed_tolerance)``."""
+    energy_tolerance: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Relative margin: "more energy" means above ``E_anchor × (1 + energy_tolerance)`` per
+    query."""
+    epoch_s: float = Field(default=86400.0, ge=0.0)
+    """Verdicts accumulate the evidence of one epoch; a new epoch starts at process start
+    (deployment, config change) and every ``epoch_s`` seconds (0: only at start), so that a
+    change in behaviour is not diluted by days of older evidence. A flag raised in one epoch
+    is held through the next until the new epoch confirms or excludes it."""
+    tune_samples: float = Field(default=300.0, gt=0.0)
+    """Samples per side at which the confidence sequences are tightest (their ``ρ``)."""
     min_graded: int = Field(default=20, ge=1)
     """Graded evaluations each side needs before accuracy is compared at all."""
     min_requests: int = Field(default=10, ge=2)

@@ -1,26 +1,18 @@
-"""Significant evidence for the regime questions, and the latch that keeps alerts from flapping.
+"""Fixed-sample evidence over the window (shown, not decided on), and the flag's latch.
 
-The live regime of a quantized variant answers the three questions of
-:mod:`scoring.regimes` with *significant* evidence only (confidence ``c``, e.g. 0.95):
+The regime questions are answered by the anytime-valid verdicts of :mod:`scoring.verdicts`
+(confidence sequences over the verdict epoch, beyond practical-significance margins). What
+stays here describes the sliding window on the status page:
 
-- **less accurate** ⇔ the upper end of the interval for ``Acc_v − Acc_a`` (Newcombe's hybrid
-  score interval, built from the two Wilson intervals) is below ``−δ``; or, with paired
-  verdicts on the same prompts (shadow pairs, canary rounds), McNemar's exact test rejects
-  equality at ``1 − c`` with the anchor right more often and a paired difference below ``−δ``;
-- **slower** ⇔ the upper end of the interval for ``TPS_v / TPS_a`` is below ``1 − s``;
-- **more energy** ⇔ the upper end of the interval for ``SSI = E_a / E_v`` is below
-  ``1 / (1 + e)`` (energy per query measured by one method on both sides).
-
-A question is answered "no" when there are enough samples but no significant difference,
-and left unknown (``None``) below the minimum sample counts. When *no* energy was measured on
-either side (method ``none``), the energy question is left out and the regime is decided from
-accuracy and speed alone (the status says energy is unavailable). The regime then follows the
-table of :mod:`scoring.regimes`; ``undetermined`` when a needed answer is unknown.
-
-:class:`RegimeLatch` adds hysteresis over successive evaluations: a trap label is adopted
-after ``on_after`` consecutive evaluations support a trap, and any label is left only after
-``off_after`` consecutive evaluations no longer support it, so noisy evidence that alternates
-around the significance boundary does not flap an alert.
+- :func:`accuracy_evidence`: Newcombe's hybrid score interval for ``Acc_v − Acc_a`` and, with
+  paired verdicts, McNemar's exact test — fixed-sample procedures, valid for one look at one
+  window, so their ``less_accurate`` answer is informational only (re-read every few seconds it
+  would false-alarm on most days: ``benchmarks/false_alarms.py``);
+- :func:`live_regime`: the regime table of :mod:`scoring.regimes` applied to the three answers
+  (with energy left out when no method measured it on either side);
+- :class:`RegimeLatch`: hysteresis over successive evaluations: a trap label is adopted after
+  ``on_after`` consecutive evaluations support a trap, and any label is left only after
+  ``off_after`` consecutive evaluations no longer support it.
 """
 
 from __future__ import annotations
@@ -39,7 +31,6 @@ __all__ = [
     "accuracy_evidence",
     "difference_interval",
     "live_regime",
-    "significantly_below",
 ]
 
 TRAP_REGIMES: Final = frozenset({"full_trap", "efficiency_trap", "accuracy_trap"})
@@ -107,11 +98,6 @@ def accuracy_evidence(
             )
             less = paired_less or bool(less)
     return AccuracyEvidence(less, difference, paired)
-
-
-def significantly_below(interval: Interval | None, threshold: float) -> bool:
-    """Whether the whole interval lies below ``threshold`` (the difference excludes parity)."""
-    return interval is not None and interval.high < threshold
 
 
 def live_regime(

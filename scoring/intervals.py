@@ -13,13 +13,16 @@ gets the matching interval from :mod:`scoring.stats`:
 The SI interval is conservative: each pillar's interval is taken at confidence
 ``1 − (1 − c)/3`` (Bonferroni), and since SI increases in every pillar under both policies,
 SI evaluated at the lower and upper ends covers the true SI with probability at least ``c``.
+ESI and the SI at those ends are the formula trees of :mod:`scoring.assemble` (the ones the
+PromQL rules render), evaluated with the interval ends as inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from scoring.pillars import SIConfig, clip_unit, economic_pillar, sustainability_index
+from scoring.assemble import economic_of_gain, si_of_pillars
+from scoring.pillars import SIConfig
 from scoring.stats import (
     Interval,
     SampleSummary,
@@ -82,12 +85,10 @@ def pillar_intervals(
         if anchor.vram_gb is not None and variant.vram_gb is not None:
             g_vram = anchor.vram_gb / variant.vram_gb
         if g_vram is not None or economic_lambda == 1.0:
-            esi = Interval(
-                economic_pillar(g.estimate, g_vram, economic_lambda),
-                economic_pillar(g.low, g_vram, economic_lambda),
-                economic_pillar(g.high, g_vram, economic_lambda),
-                confidence,
-            )
+            cfg = SIConfig(economic_lambda=economic_lambda)
+            ends = [economic_of_gain(x, g_vram, cfg) for x in (g.estimate, g.low, g.high)]
+            if ends[0] is not None and ends[1] is not None and ends[2] is not None:
+                esi = Interval(ends[0], ends[1], ends[2], confidence)
 
     ssi = None
     if anchor.energy_j_per_query is not None and variant.energy_j_per_query is not None:
@@ -119,7 +120,7 @@ def si_interval(
         return None
 
     def si_at(t: float, e: float, s: float) -> float:
-        return sustainability_index(clip_unit(t), clip_unit(e), clip_unit(s), cfg)
+        return si_of_pillars(t, e, s, cfg)  # the SI tree clips the pillars itself
 
     return Interval(
         si_at(p.tsi.estimate, p.esi.estimate, p.ssi.estimate),

@@ -4,9 +4,14 @@
 graded when it was evaluation traffic) and shadow :class:`~scoring.comparison.PairComparison`\\ s,
 and on :meth:`LiveScorer.evaluate` it recomputes, for every model, variant and batch-size
 bucket, the estimates of the last ``window_s`` seconds and the comparison with the anchor **in
-the same bucket**: COR, the three pillars, the SI — each with its interval — the regime from
-significant evidence (:mod:`scoring.evidence`) and the latched trap flag. B\\* is located
-across buckets where energy was measured.
+the same bucket**: COR, the three pillars, the SI — each with its interval. The regime questions are
+answered from the evidence of the current **epoch** (everything since the epoch started, in
+running sums) with anytime-valid confidence sequences (:mod:`scoring.verdicts`), and the
+regime feeds the latched trap flag. An epoch starts with the scorer (a deployment or config
+change restarts the process) and every ``trap.epoch_s`` seconds; answers that the epoch's own
+evidence made "yes" are held through the next epoch until it confirms or excludes them, and
+lapse at its end. B\\* is
+located across buckets where energy was measured.
 
 It is pure and single-threaded: time is passed in, no I/O; the runtime calls it from one
 worker. Memory is bounded by the configured models, variants and the fixed bucket set (times
@@ -27,6 +32,7 @@ from scoring.row import RowInputs, score_row
 from scoring.snapshot import AgreementView, BucketRow, LiveSnapshot, ModelStatus, VariantStatus
 from scoring.stats import wilson_interval
 from scoring.thresholds import BatchEnergy, BatchThreshold, critical_batch_threshold
+from scoring.verdicts import QUESTIONS, Question, Verdicts
 from scoring.windows import (
     BATCH_BUCKETS,
     BUCKET_LOWER_SIZE,
@@ -90,6 +96,11 @@ class LiveScorer:
         self._windows: dict[tuple[str, str, str], SlidingWindow[EvidenceCell]] = {}
         self._agreement: dict[tuple[str, str, str], SlidingWindow[AgreementCell]] = {}
         self._latches: dict[tuple[str, str, str], RegimeLatch] = {}
+        self._epoch: dict[tuple[str, str, str], EvidenceCell] = {}
+        self._epoch_since: float | None = None
+        self._held: dict[tuple[str, str, str], frozenset[Question]] = {}
+        self._last_answers: dict[tuple[str, str, str], frozenset[Question]] = {}
+        self._last_verdicts: dict[tuple[str, str, str], Verdicts] = {}
         self._open_pairs: OrderedDict[tuple[str, str], dict[str, tuple[bool, str]]] = OrderedDict()
         self.counters: dict[str, int] = {"observations": 0, "ignored": 0, "pairs_matched": 0}
 
@@ -101,9 +112,11 @@ class LiveScorer:
             self.counters["ignored"] += 1
             return
         self.counters["observations"] += 1
+        self._roll(now)
         cell = self._window(obs.model, obs.variant, obs.bucket).cell(obs.at, now)
         if cell is not None:
             cell.add(obs)
+        self._epoch_cell(obs.model, obs.variant, obs.bucket).add(obs)
         if obs.correct is not None and obs.pair_key is not None:
             self._pair(obs, now)
 
@@ -149,6 +162,7 @@ class LiveScorer:
             if cell is not None:
                 cell.add_pair(anchor_ok, variant_ok)
                 self.counters["pairs_matched"] += 1
+            self._epoch_cell(obs.model, variant, bucket).add_pair(anchor_ok, variant_ok)
 
     def _window(self, model: str, variant: str, bucket: str) -> SlidingWindow[EvidenceCell]:
         key = (model, variant, bucket if bucket in BATCH_BUCKETS else "unknown")
@@ -159,6 +173,31 @@ class LiveScorer:
             )
         return window
 
+    def _epoch_cell(self, model: str, variant: str, bucket: str) -> EvidenceCell:
+        key = (model, variant, bucket if bucket in BATCH_BUCKETS else "unknown")
+        cell = self._epoch.get(key)
+        if cell is None:
+            cell = self._epoch[key] = EvidenceCell()
+        return cell
+
+    def _roll(self, now: float) -> None:
+        epoch_s = self.config.trap.epoch_s
+        if self._epoch_since is None:
+            self._epoch_since = now
+        elif epoch_s > 0 and now - self._epoch_since >= epoch_s:
+            self.new_epoch(now)
+
+    @property
+    def epoch_since(self) -> float | None:
+        """When the current verdict epoch started (``None`` before the first evaluation)."""
+        return self._epoch_since
+
+    def new_epoch(self, now: float) -> None:
+        """Start a verdict epoch at ``now``: forget its evidence, hold its "yes" answers."""
+        self._epoch.clear()
+        self._held = dict(self._last_answers)
+        self._epoch_since = now
+
     # -- scoring -----------------------------------------------------------------------------
 
     def evaluate(
@@ -166,6 +205,7 @@ class LiveScorer:
     ) -> LiveSnapshot:
         """Recompute everything over the window ending at ``now``; advances the latches."""
         memory = memory or {}
+        self._roll(now)
         totals = {key: w.total(now) for key, w in self._windows.items()}
         models = tuple(self._model_status(m, totals, memory, now) for m in self.models)
         return LiveSnapshot(now, self.config.window_s, self.config.confidence, models)
@@ -188,6 +228,7 @@ class LiveScorer:
                 if cell is None or cell.requests == 0:
                     continue
                 anchor_cell = totals.get((spec.name, anchor, bucket)) or EvidenceCell()
+                key = (spec.name, name, bucket)
                 row = score_row(
                     RowInputs(
                         bucket=bucket,
@@ -197,9 +238,15 @@ class LiveScorer:
                         variant_memory_gb=mem.gb,
                         anchor_memory_gb=anchor_mem.gb,
                         anchor_name=anchor,
+                        epoch_variant=self._epoch.get(key) or EvidenceCell(),
+                        epoch_anchor=self._epoch.get((spec.name, anchor, bucket)) or EvidenceCell(),
+                        epoch_since=self._epoch_since or now,
+                        held=self._held.get(key, frozenset()),
+                        previous=self._last_verdicts.get(key),
                     ),
                     self.config,
                 )
+                self._remember(key, row)
                 rows.append(self._latch(spec.name, name, row))
             b_star, note = self._b_star(spec, name, totals)
             variants.append(
@@ -219,6 +266,18 @@ class LiveScorer:
                 )
             )
         return ModelStatus(spec.name, anchor, tuple(variants), self._agreements(spec, now))
+
+    def _remember(self, key: tuple[str, str, str], row: BucketRow) -> None:
+        """Keep the row's "yes" answers (held into the next epoch); drop resolved holds."""
+        v = row.verdicts
+        if v is None:
+            return
+        self._last_verdicts[key] = v
+        # Only answers this epoch's own evidence gave: a hold is never carried twice.
+        own = (q for q in QUESTIONS if v.answer(q) is True and q not in v.carried)
+        self._last_answers[key] = frozenset(own)
+        if key in self._held:
+            self._held[key] = frozenset(v.carried)
 
     def _latch(self, model: str, variant: str, row: BucketRow) -> BucketRow:
         if row.regime_now == "anchor":

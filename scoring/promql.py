@@ -6,8 +6,10 @@ keep the two from drifting, the formulas of DESIGN.md section 2 are built here a
 expression trees over *measured inputs* — a quantity of the variant or of its anchor in the
 same batch-size bucket — and:
 
-- :func:`evaluate` computes a tree from numbers (``tests/scoring/test_promql.py`` checks it
-  against :mod:`scoring.pillars` / :mod:`scoring.scorecard` on random measurements);
+- :func:`evaluate` computes a tree from numbers: it is how the offline scorecard, the live
+  row and the intervals get their COR, pillars and SI (:mod:`scoring.assemble`), so Python
+  and PromQL share one source (``tests/scoring/test_promql.py`` also checks the per-formula
+  reference functions of :mod:`scoring.pillars` against it);
 - :func:`render` writes the same tree as PromQL, given the PromQL of each input (the rule
   generator maps inputs to recorded series); ``promtool test rules`` then checks the rendered
   rules against :mod:`scoring.pillars` on synthetic series.
@@ -186,23 +188,29 @@ def _aggregate(pillars: tuple[Expr, ...], cfg: SIConfig) -> Expr:
     return out
 
 
-def evaluate(expr: Expr, inputs: Mapping[Input, float]) -> float | None:
+def evaluate(
+    expr: Expr, inputs: Mapping[Input, float], named: Mapping[str, float] | None = None
+) -> float | None:
     """The value of ``expr``; ``None`` when an input is missing or a denominator is 0.
 
     ``None`` plays the part of PromQL's empty result: a rule whose input series is absent
-    (or filtered out) records nothing, never a zero.
+    (or filtered out) records nothing, never a zero. ``named`` gives values for
+    :class:`Named` sub-formulas (as :func:`render`'s ``recorded`` reads recorded series):
+    the SI at the ends of its pillars' intervals is the same tree with the pillars given.
     """
     if isinstance(expr, Input):
         return inputs.get(expr)
     if isinstance(expr, Const):
         return expr.value
     if isinstance(expr, Named):
-        return evaluate(expr.expr, inputs)
+        if named is not None and expr.name in named:
+            return named[expr.name]
+        return evaluate(expr.expr, inputs, named)
     if isinstance(expr, Clamp):
-        x = evaluate(expr.arg, inputs)
+        x = evaluate(expr.arg, inputs, named)
         return None if x is None else min(expr.high, max(expr.low, x))
     if isinstance(expr, BinOp):
-        left, right = evaluate(expr.left, inputs), evaluate(expr.right, inputs)
+        left, right = evaluate(expr.left, inputs, named), evaluate(expr.right, inputs, named)
         if left is None or right is None:
             return None
         return _apply(expr.op, left, right)

@@ -1,10 +1,13 @@
 """Scoring one variant against its anchor in one batch-size bucket (one row of the live table).
 
 Inputs are two merged window cells (:class:`~scoring.windows.EvidenceCell`), the same bucket
-on both sides. Each quantity is computed only from enough samples (``trap.min_graded`` graded
-evaluations, ``trap.min_requests`` measured requests per side); otherwise it is ``None`` and
-``missing`` says what is lacking. Energy is compared by one measurement method present on both
-sides (preferring the NVML counter, then NVML power, then HLI), never a mix.
+on both sides, for the estimates shown; and the same bucket's evidence since the start of the
+verdict epoch, from which the regime questions are answered with anytime-valid confidence
+sequences and practical-significance margins (:mod:`scoring.verdicts`). Each quantity is
+computed only from enough samples (``trap.min_graded`` graded evaluations,
+``trap.min_requests`` measured requests per side); otherwise it is ``None`` and ``missing``
+says what is lacking. Energy is compared by one measurement method present on both sides
+(preferring the NVML counter, then NVML power, then HLI), never a mix.
 """
 
 from __future__ import annotations
@@ -12,17 +15,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from scoring.assemble import Side, assemble
 from scoring.config import ScoringConfig
-from scoring.evidence import accuracy_evidence, live_regime, significantly_below
+from scoring.evidence import accuracy_evidence, live_regime
 from scoring.intervals import VariantSample, pillar_intervals, si_interval
-from scoring.pillars import (
-    SIConfig,
-    clip_unit,
-    economic_pillar,
-    energy_pillar,
-    sustainability_index,
-    trust_pillar,
-)
+from scoring.pillars import SIConfig, clip_unit
 from scoring.snapshot import BucketRow, EnergyView, PillarView
 from scoring.stats import (
     Interval,
@@ -31,9 +28,10 @@ from scoring.stats import (
     wilson_interval,
     z_critical,
 )
+from scoring.verdicts import Margins, Question, Verdicts, VerdictSettings, carry, decide
 from scoring.windows import EnergySums, EvidenceCell
 
-__all__ = ["ENERGY_METHOD_PREFERENCE", "RowInputs", "score_row"]
+__all__ = ["ENERGY_METHOD_PREFERENCE", "RowInputs", "score_row", "verdict_settings"]
 
 ENERGY_METHOD_PREFERENCE = ("nvml_counter", "nvml_power", "hli")
 
@@ -49,6 +47,41 @@ class RowInputs:
     variant_memory_gb: float | None
     anchor_memory_gb: float | None
     anchor_name: str
+    epoch_variant: EvidenceCell | None = None
+    """The variant's evidence since ``epoch_since`` (``None``: decide on the window's)."""
+    epoch_anchor: EvidenceCell | None = None
+    epoch_since: float = 0.0
+    held: frozenset[Question] = frozenset()
+    """Answers held "yes" from the previous epoch (:func:`scoring.verdicts.carry`)."""
+    previous: Verdicts | None = None
+    """The last verdicts of this row (their running intersection continues in the epoch)."""
+
+
+def verdict_settings(config: ScoringConfig) -> VerdictSettings:
+    """The verdict rules of ``config``: its level, margins, tuning and minimum counts."""
+    trap = config.trap
+    return VerdictSettings(
+        alpha=1.0 - config.confidence,
+        margins=Margins(trap.accuracy_tolerance, trap.speed_tolerance, trap.energy_tolerance),
+        tune_samples=trap.tune_samples,
+        min_graded=trap.min_graded,
+        min_requests=trap.min_requests,
+    )
+
+
+def _verdicts(inputs: RowInputs, config: ScoringConfig) -> Verdicts:
+    v = inputs.epoch_variant if inputs.epoch_variant is not None else inputs.variant
+    a = inputs.epoch_anchor if inputs.epoch_anchor is not None else inputs.anchor
+    method, note = _energy_method(v, a, config.trap.min_requests, False)
+    decided = decide(
+        v,
+        a,
+        method if note is None else None,
+        verdict_settings(config),
+        inputs.epoch_since,
+        inputs.previous,
+    )
+    return carry(decided, inputs.held)
 
 
 def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
@@ -106,11 +139,9 @@ def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
         and min(v.speed.n, a.speed.n) >= tol.min_requests
     )
     gain = cor = None
-    slower: bool | None = None
     if speed_ok and v_speed is not None and a_speed is not None:
         gain = ratio_of_means_interval(v_speed, a_speed, conf)
         cor = Interval(1 / gain.estimate - 1, 1 / gain.high - 1, 1 / gain.low - 1, conf)
-        slower = significantly_below(gain, 1.0 - tol.speed_tolerance)
     else:
         missing.append(
             f"speed: needs {tol.min_requests} measured requests on each side "
@@ -120,25 +151,24 @@ def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
     e_v = v.energy.get(method) if method else None
     e_a = a.energy.get(method) if method else None
     ssi_interval = None
-    more_energy: bool | None = None
     if e_v is not None and e_a is not None and energy.available and energy_note is None:
         s_v, s_a = e_v.per_query.summary(), e_a.per_query.summary()
         if s_v is not None and s_a is not None and s_v.mean > 0 and s_a.mean > 0:
             ssi_interval = ratio_of_means_interval(s_a, s_v, conf)
-            more_energy = significantly_below(ssi_interval, 1.0 / (1.0 + tol.energy_tolerance))
     if ssi_interval is None:
         missing.append(energy_note or "energy: not comparable")
     # Memory.
-    g_vram = None
-    if inputs.variant_memory_gb is not None and inputs.anchor_memory_gb is not None:
-        g_vram = inputs.anchor_memory_gb / inputs.variant_memory_gb
-    elif config.economic_lambda < 1.0:
+    if (
+        inputs.variant_memory_gb is None or inputs.anchor_memory_gb is None
+    ) and config.economic_lambda < 1.0:
         missing.append("memory: unknown (HTTP upstream? declare it in scoring.memory_gb)")
 
+    # The regime rests on the epoch's anytime-valid verdicts, never on the window's tests.
+    verdicts = _verdicts(inputs, config)
     regime_now = live_regime(
-        acc.less_accurate,
-        slower,
-        more_energy,
+        verdicts.less_accurate,
+        verdicts.slower,
+        verdicts.more_energy,
         energy_considered=base.energy_considered,
     )
     si_cfg = SIConfig(
@@ -165,24 +195,32 @@ def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
     intervals = pillar_intervals(
         a_sample, v_sample, economic_lambda=config.economic_lambda, confidence=conf
     )
-    tsi = None
-    if acc_ok and a.correct > 0:
-        tsi = trust_pillar(a.correct / a.graded, v.correct / v.graded)
-    elif acc_ok:
+    # The point pillars and SI: the formula trees the PromQL rules render (scoring.assemble).
+    parts = assemble(
+        Side(
+            a.correct / a.graded if acc_ok else None,
+            a_speed.mean if speed_ok and a_speed is not None else None,
+            inputs.anchor_memory_gb,
+            e_a.per_query.mean if ssi_interval is not None and e_a is not None else None,
+        ),
+        Side(
+            v.correct / v.graded if acc_ok else None,
+            v_speed.mean if speed_ok and v_speed is not None else None,
+            inputs.variant_memory_gb,
+            e_v.per_query.mean if ssi_interval is not None and e_v is not None else None,
+        ),
+        si_cfg,
+    )
+    if acc_ok and a.correct == 0:
         missing.append("trust: the anchor's accuracy is 0, the pillar is undefined")
-    esi = None
-    if gain is not None and (g_vram is not None or config.economic_lambda == 1.0):
-        esi = economic_pillar(gain.estimate, g_vram, config.economic_lambda)
-    ssi = None
-    if ssi_interval is not None and e_a is not None and e_v is not None:
-        ssi = energy_pillar(e_a.per_query.mean, e_v.per_query.mean)
-    si = si_raw = None
-    if tsi is not None and esi is not None and ssi is not None:
-        point = sustainability_index(clip_unit(tsi), clip_unit(esi), clip_unit(ssi), si_cfg)
-        si_raw = sustainability_index(tsi, esi, ssi, si_cfg)
+    tsi, esi, ssi = parts.raw.as_tuple()
+    si = None
+    if parts.si is not None:
+        point = parts.si
         bounds = si_interval(a_sample, v_sample, si_cfg, conf)
         low, high = (bounds.low, bounds.high) if bounds else (point, point)
         si = Interval(point, min(low, point), max(high, point), conf)
+    si_raw = parts.si_raw
     return replace(
         base,
         cor=cor,
@@ -195,7 +233,8 @@ def score_row(inputs: RowInputs, config: ScoringConfig) -> BucketRow:
         si=si,
         si_raw=si_raw,
         regime_now=regime_now,
-        significant=(acc.less_accurate, slower, more_energy),
+        significant=(verdicts.less_accurate, verdicts.slower, verdicts.more_energy),
+        verdicts=verdicts,
         missing=tuple(missing),
     )
 

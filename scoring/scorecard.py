@@ -12,20 +12,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from scoring.assemble import Side, assemble
 from scoring.pillars import (
     Pillars,
     SIConfig,
     VariantMeasurement,
+    carbon_adjusted_energy_g,
     casting_overhead_ratio,
-    clip_unit,
-    economic_pillar,
     energy_per_token_j,
-    energy_pillar,
     latency_per_hop_s,
     residency_gain,
-    sustainability_index,
     throughput_gain,
-    trust_pillar,
 )
 from scoring.regimes import (
     Divergence,
@@ -129,43 +126,21 @@ def _score_one(
     anchor: VariantMeasurement, v: VariantMeasurement, cfg: SIConfig, tol: Tolerances
 ) -> VariantScore:
     missing: list[str] = []
-    g_tps = throughput_gain(anchor.tokens_per_s, v.tokens_per_s)
-
     g_vram = None
     if anchor.vram_gb is not None and v.vram_gb is not None:
         g_vram = residency_gain(anchor.vram_gb, v.vram_gb)
     elif cfg.economic_lambda < 1.0:
         missing.append(_absent("vram_gb", anchor, v))
-
-    tsi = None
     if anchor.accuracy is None or v.accuracy is None:
         missing.append(_absent("accuracy", anchor, v))
     elif anchor.accuracy == 0:
         missing.append(f"anchor {anchor.name} has accuracy 0: the trust pillar is undefined")
-    else:
-        tsi = trust_pillar(anchor.accuracy, v.accuracy)
-
-    esi = None
-    if g_vram is not None or cfg.economic_lambda == 1.0:
-        esi = economic_pillar(g_tps, g_vram, cfg.economic_lambda)
-
-    ssi = None
     if anchor.energy_j_per_query is None or v.energy_j_per_query is None:
         missing.append(_absent("energy_j_per_query", anchor, v))
-    else:
-        ssi = energy_pillar(
-            anchor.energy_j_per_query,
-            v.energy_j_per_query,
-            anchor.carbon_g_per_kwh,
-            v.carbon_g_per_kwh,
-        )
-
-    raw = Pillars(tsi, esi, ssi)
-    bounded = raw.bounded()
-    si = si_raw = None
-    if tsi is not None and esi is not None and ssi is not None:
-        si = sustainability_index(clip_unit(tsi), clip_unit(esi), clip_unit(ssi), cfg)
-        si_raw = sustainability_index(tsi, esi, ssi, cfg)
+    if (anchor.carbon_g_per_kwh is None) != (v.carbon_g_per_kwh is None):
+        raise ValueError("give the carbon intensity for both variants or for neither")
+    # COR, the pillars and the SI: the formula trees the PromQL rules render (scoring.assemble).
+    parts = assemble(_side(anchor), _side(v), cfg)
 
     per_token = None
     if v.energy_j_per_query is not None and v.completion_tokens_per_query is not None:
@@ -176,16 +151,24 @@ def _score_one(
         is_anchor=v is anchor,
         latency_per_hop_s=latency_per_hop_s(v.tokens_per_s),
         cor=casting_overhead_ratio(anchor.tokens_per_s, v.tokens_per_s),
-        throughput_gain=g_tps,
+        throughput_gain=throughput_gain(anchor.tokens_per_s, v.tokens_per_s),
         residency_gain=g_vram,
-        raw=raw,
-        bounded=bounded,
-        si=si,
-        si_raw=si_raw,
+        raw=parts.raw,
+        bounded=parts.bounded,
+        si=parts.si,
+        si_raw=parts.si_raw,
         energy_j_per_token=per_token,
         verdict=classify_regime(anchor, v, tol),
         missing=tuple(missing),
     )
+
+
+def _side(m: VariantMeasurement) -> Side:
+    """The formulas' inputs: energy carbon-adjusted when an intensity is given (CAES)."""
+    energy = m.energy_j_per_query
+    if energy is not None and m.carbon_g_per_kwh is not None:
+        energy = carbon_adjusted_energy_g(energy, m.carbon_g_per_kwh)
+    return Side(m.accuracy, m.tokens_per_s, m.vram_gb, energy)
 
 
 def _absent(field_name: str, anchor: VariantMeasurement, v: VariantMeasurement) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from scoring.regimes import Regime
 from scoring.stats import Interval, McNemarResult
 from scoring.thresholds import BatchThreshold
+from scoring.verdicts import Verdicts
 
 __all__ = [
     "AgreementView",
@@ -59,8 +60,11 @@ class BucketRow:
     ``accuracy`` is a Wilson interval; ``tokens_per_s`` the ratio-estimator interval of
     generated tokens per second of generation; comparison fields are ``None`` on the anchor's
     own row. ``pairs`` is (both correct, anchor only, variant only, both wrong).
-    ``regime_now`` is this evaluation's verdict, ``regime`` the latched one that ``trap``
-    follows. ``significant`` answers (less accurate, slower, more energy).
+    These window estimates describe the last ``window_s`` seconds; the verdicts do not rest
+    on them. ``verdicts`` holds the epoch's anytime-valid confidence sequences and margins
+    (:mod:`scoring.verdicts`); ``significant`` its answers (less accurate, slower, more
+    energy); ``regime_now`` the regime they give, ``regime`` the latched one that ``trap``
+    follows.
     """
 
     bucket: str
@@ -87,6 +91,7 @@ class BucketRow:
     trap: bool = False
     significant: tuple[bool | None, bool | None, bool | None] = (None, None, None)
     energy_considered: bool = False
+    verdicts: Verdicts | None = None
     missing: tuple[str, ...] = ()
 
 

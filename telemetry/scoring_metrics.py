@@ -18,6 +18,10 @@ and ``_total`` for counters):
 ``quanttrap_accuracy`` / ``_low`` / ``_high``  graded accuracy (Wilson interval)
 ``quanttrap_regime``                           one-hot: 1 for the current (latched) regime label
 ``quanttrap_trap``                             1 while the significant, latched trap flag is on
+``quanttrap_verdict``                          1/0: the anytime-valid answer to one regime
+                                               question, ``quanttrap_verdict_question``:
+                                               less_accurate | slower | more_energy (no sample
+                                               while unanswered)
 ``quanttrap_window_samples``                   samples in the window, ``quanttrap_samples_kind``
 ``quanttrap_shadow_agreement``                 shadow answer agreement rate
 ``quanttrap_variant_memory_bytes``             the residency the economic pillar uses, per
@@ -75,6 +79,7 @@ class ScoringMetric:
     ACCURACY_HIGH: Final = "quanttrap.accuracy.high"
     REGIME: Final = "quanttrap.regime"
     TRAP: Final = "quanttrap.trap"
+    VERDICT: Final = "quanttrap.verdict"
     WINDOW_SAMPLES: Final = "quanttrap.window.samples"
     VARIANT_MEMORY: Final = "quanttrap.variant.memory"
     SHADOW_AGREEMENT: Final = "quanttrap.shadow.agreement"
@@ -99,6 +104,7 @@ class ScoringKey:
     CANARY_OUTCOME: Final = "quanttrap.canary.outcome"
     MEMORY_METHOD: Final = "quanttrap.memory.method"
     DEPTH_BUCKET: Final = "quanttrap.depth.bucket"
+    QUESTION: Final = "quanttrap.verdict.question"
 
 
 SnapshotSource = Callable[[], LiveSnapshot | None]
@@ -130,6 +136,8 @@ class ScoringMetrics:
              self._regimes),
             (ScoringMetric.TRAP, "1", "1 while a significant quantization trap is flagged.",
              self._si(lambda r: 1.0 if r.trap else 0.0)),
+            (ScoringMetric.VERDICT, "1", "1 when the regime question is answered yes by the "
+             "anytime-valid verdict (beyond its margin), 0 when no.", self._verdicts),
             (ScoringMetric.WINDOW_SAMPLES, "{sample}", "Samples in the live window by kind.",
              self._samples),
             (ScoringMetric.SHADOW_AGREEMENT, "1", "Share of shadow answers equal to the "
@@ -245,6 +253,14 @@ class ScoringMetrics:
                     yield Point(x, labels)
 
         return read
+
+    def _verdicts(self) -> Iterator[Point]:
+        for labels, row in self._rows():
+            for question, answer in zip(
+                ("less_accurate", "slower", "more_energy"), row.significant, strict=True
+            ):
+                if answer is not None and row.regime_now != "anchor":
+                    yield Point(1.0 if answer else 0.0, {**labels, ScoringKey.QUESTION: question})
 
     def _pillars(self) -> Iterator[Point]:
         for labels, row in self._rows():

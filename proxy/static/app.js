@@ -68,16 +68,35 @@
     return '<span class="badge ' + esc(regime) + '">' + esc(REGIME_TEXT[regime] || regime) + "</span>";
   }
 
-  // What the regime rests on: the significant differences from the anchor.
+  // What the regime rests on: the anytime-valid verdicts, beyond their margins.
   function evidence(v, r) {
     if (v.is_anchor) return "reference";
     var sig = r.significant, parts = [];
     if (sig.less_accurate) parts.push("accuracy");
     if (sig.slower) parts.push("speed");
     if (sig.more_energy) parts.push("energy");
-    if (parts.length) return "worse: " + parts.join(", ");
+    if (parts.length) return "beyond margin: " + parts.join(", ");
     if (sig.less_accurate === null || sig.slower === null) return "needs more evidence";
-    return "no significant loss";
+    return "no loss beyond the margins";
+  }
+
+  // The confidence sequences since the epoch started, each against the margin it must clear.
+  function verdictLines(r) {
+    var vd = r.verdicts;
+    if (!vd) return [];
+    var m = vd.margins, out = [];
+    function cs(x, digits, scale) {
+      return "[" + num(x.low * scale, digits) + ", " + num(x.high * scale, digits) + "]";
+    }
+    var acc = vd.accuracy_difference_paired || vd.accuracy_difference;
+    if (acc) {
+      out.push("Δacc " + cs(acc, 1, 100) + " pts " + (vd.accuracy_difference_paired ? "paired" : "unpaired") +
+        " vs −" + num(m.accuracy * 100, 1));
+    }
+    if (vd.speed_ratio) out.push("speed ×" + cs(vd.speed_ratio, 2, 1) + " vs ×" + num(1 - m.speed, 2));
+    if (vd.energy_ratio) out.push("energy ×" + cs(vd.energy_ratio, 2, 1) + " vs ×" + num(1 + m.energy, 2));
+    if (vd.held_from_previous_epoch.length) out.push("held from the previous epoch: " + vd.held_from_previous_epoch.join(", "));
+    return out;
   }
 
   function missingFor(row, word) {
@@ -109,7 +128,11 @@
       "<td>" + pillar(r.pillars.economic, missingFor(r, "memory") || missingFor(r, "speed")) + "</td>" +
       "<td>" + pillar(r.pillars.energy, missingFor(r, "energy")) + "</td>" +
       "<td>" + iv(r.si, 3, 1, "", "needs all three pillars") + "</td>" +
-      '<td class="left">' + regimeBadge(r.regime) + '<span class="ci">' + trap + esc(evidence(v, r)) + "</span></td>" +
+      '<td class="left">' + regimeBadge(r.regime) + '<span class="ci">' + trap + esc(evidence(v, r)) + "</span>" +
+      verdictLines(r).map(function (t) {
+        return '<span class="ci verdict" title="anytime-valid confidence sequence since the epoch began, against its margin">' + esc(t) + "</span>";
+      }).join("") +
+      "</td>" +
       "</tr>"
     );
   }
@@ -267,7 +290,12 @@
       : " · canaries off";
     document.getElementById("meta").innerHTML =
       '<span class="dot"></span>updated ' + esc(when) + " · window " + Math.round(status.window_s / 60) +
-      " min · " + Math.round(status.confidence * 100) + "% intervals" + canary;
+      " min · " + Math.round(status.confidence * 100) + "% intervals" +
+      (status.verdicts ? " · verdicts valid at every look since " +
+        (status.verdicts.epoch_since ? new Date(status.verdicts.epoch_since * 1000).toLocaleString() : "start") +
+        " (epoch " + Math.round(status.verdicts.epoch_s / 3600) + " h), margins: accuracy " +
+        num(status.tolerances.accuracy * 100, 1) + " pts, speed " + num(status.tolerances.speed * 100, 0) +
+        "%, energy " + num(status.tolerances.energy * 100, 0) + "%" : "") + canary;
     document.getElementById("conf").textContent = Math.round(status.confidence * 100) + "%";
     var main = document.getElementById("main");
     main.innerHTML = status.models.length

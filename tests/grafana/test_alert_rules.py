@@ -114,31 +114,41 @@ def test_trap_alerts_need_the_significant_flag_and_wait_for_it(
     )
 
 
-def test_energy_and_accuracy_alerts_from_the_fleet_rules(promtool: str, tmp_path: Path) -> None:
-    # From the scenario: nf4 spends 500/300 J in bucket 1 and 300/200 J in 4-7; it answers
-    # 50 % vs 75 % in bucket 1 (too few graded in 4-7); int8 is always wrong in 4-7, where
-    # it reaches the 20 graded answers the comparison needs at minute 10.
+def _verdicts(variant: str, bucket: str, replica: str, **answers: str) -> list[dict[str, str]]:
+    row = {**_row(variant, bucket), "instance": replica}
+    return [
+        _series(Series.VERDICT, values, **row, **{Label.QUESTION: question})
+        for question, values in answers.items()
+    ]
+
+
+def test_energy_and_accuracy_alerts_fire_on_the_verdicts_not_on_raw_ratios(
+    promtool: str, tmp_path: Path
+) -> None:
+    # The scenario's raw numbers alone (nf4 at 500/300 J and 50 % vs 75 % in bucket 1, 300/200 J
+    # in 4-7, int8 always wrong in 4-7) fired the previous fleet rules; now only the proxies'
+    # anytime-valid verdicts do. int8 in bucket 1 is an A/A row: every answer "no" on both
+    # replicas, and it must stay silent; nf4 in 4-7 has no verdict yet (unanswered).
+    series = input_series()
+    for replica in ("proxy-0", "proxy-1"):
+        series += _verdicts("int8", "1", replica, less_accurate="0x30", slower="0x30",
+                            more_energy="0x30")  # fmt: skip
+    # nf4 in bucket 1: replica 0 answers "more energy" from minute 3, replica 1 "less
+    # accurate" from minute 4 (each on its own evidence; the fleet takes any replica's).
+    series += _verdicts("nf4", "1", "proxy-0", more_energy="0x3 1x27", less_accurate="0x30")
+    series += _verdicts("nf4", "1", "proxy-1", more_energy="0x30", less_accurate="0x4 1x26")
     _run(
         promtool,
         tmp_path,
-        input_series(),
+        series,
         [
-            _alerts(
-                "QuanttrapEnergyInversion",
-                "20m",
-                ("firing", _row("nf4", "1")),
-                ("firing", _row("nf4", "4-7")),
-            ),
-            _alerts(
-                "QuanttrapAccuracyDrop",
-                "25m",
-                ("firing", _row("int8", "4-7")),
-                ("firing", _row("nf4", "1")),
-            ),
-            _alerts("QuanttrapAccuracyDrop", "12m", ("pending", _row("int8", "4-7")),
-                    ("pending", _row("nf4", "1"))),
+            _alerts("QuanttrapEnergyInversion", "2m"),
+            _alerts("QuanttrapEnergyInversion", "6m", ("pending", _row("nf4", "1"))),
+            _alerts("QuanttrapEnergyInversion", "20m", ("firing", _row("nf4", "1"))),
+            _alerts("QuanttrapAccuracyDrop", "6m", ("pending", _row("nf4", "1"))),
+            _alerts("QuanttrapAccuracyDrop", "25m", ("firing", _row("nf4", "1"))),
         ],
-    )  # fmt: skip
+    )
 
 
 def test_shadow_disagreement(promtool: str, tmp_path: Path) -> None:

@@ -205,9 +205,46 @@ async def test_metrics_gauges_and_counters(tmp_path: Path) -> None:
     assert ("trust", "true") in pillars and ("trust", "false") in pillars
     assert not any(name == "energy" for name, _ in pillars)  # unmeasured: no sample at all
     assert {a["quanttrap.variant"] for a, _ in points["quanttrap.trap"]} == {"bf16", "nf4"}
+    verdicts = {
+        (a["quanttrap.variant"], a["quanttrap.verdict.question"]): v
+        for a, v in points["quanttrap.verdict"]
+    }
+    # Answered questions only (no energy measured: "more energy" has no sample); never the
+    # anchor's own row. 5 graded a side cannot decide accuracy beyond δ at every look.
+    assert set(verdicts) == {("nf4", "less_accurate"), ("nf4", "slower")}
+    assert verdicts["nf4", "less_accurate"] == 0.0
     si = {a["quanttrap.variant"]: v for a, v in points["quanttrap.si"]}
     assert si == {"bf16": 1.0}  # nf4: no energy, no memory, so no SI at all (never faked)
     assert any(v > 0 for _, v in points["quanttrap.generation.tokens"])
+
+
+async def test_status_shows_the_anytime_valid_verdicts_and_their_margins() -> None:
+    backends = {
+        "bf16": ScriptedBackend("bf16", words=RIGHT),
+        "nf4": ScriptedBackend("nf4", words=WRONG),
+    }
+    async with scored(backends, None, scoring={"trap": {"on_after": 1}}) as h:
+        for _ in range(25):
+            for variant in ("bf16", "nf4"):
+                await h.client.post("/v1/chat/completions", **tagged("42", variant=variant))
+        status = await h.status()
+        page = (await h.client.get("/quanttrap/app.js")).text
+    assert status["verdicts"]["level"] == 0.95 and status["verdicts"]["epoch_s"] == 86400
+    assert status["verdicts"]["epoch_since"] is not None
+    nf4 = _variant(status, "nf4")
+    v = nf4["buckets"][0]["verdicts"]
+    assert v["level"] == pytest.approx(0.95)
+    assert v["margins"] == {"accuracy": 0.01, "speed": 0.05, "energy": 0.05}
+    acc = v["accuracy_difference"]
+    assert acc["estimate"] == -1.0 and acc["confidence"] == pytest.approx(1 - 0.05 / 6)
+    # 25 graded a side: the sequence is wider than a fixed-sample interval, still below −δ.
+    assert -1.0 <= acc["low"] < acc["high"] < -0.01
+    assert v["answers"]["less_accurate"] is True and v["energy_ratio"] is None
+    assert v["held_from_previous_epoch"] == []
+    # Speed is measured on the wall clock here, so only the accuracy half of the regime is fixed.
+    assert nf4["regime"] in {"accuracy_trap", "full_trap"} and nf4["trap"] is True
+    # The page shows the sequence and the margin it was held against.
+    assert "verdictLines" in page and "margin" in page and "held from the previous epoch" in page
 
 
 async def test_sinks_are_bounded_and_scoring_can_be_switched_off() -> None:

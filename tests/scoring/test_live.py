@@ -140,26 +140,44 @@ def test_too_few_samples_leave_the_regime_undetermined() -> None:
     assert nf4.accuracy is not None  # the variant's own accuracy is still shown
 
 
-def test_trap_clears_after_the_window_forgets_the_evidence() -> None:
-    scorer = _scorer(window_s=60, slot_s=10, recompute_interval_s=1)
-    _feed(scorer, {"bf16": (0.9, 50, 100), "nf4": (0.6, 30, 160)}, n=200, at=NOW - 30)
-    assert _row(_evaluate(scorer), "nf4").trap
-    # Good behaviour afterwards: a while later only new, healthy evidence is in the window.
-    later = NOW + 200
-    rng = random.Random(4)
-    for i in range(200):
+def _healthy(scorer: LiveScorer, at: float, n: int = 200, seed: int = 4) -> None:
+    rng = random.Random(seed)
+    for i in range(n):
         for variant in ("bf16", "nf4"):
             scorer.ingest(
                 Observation(
-                    later - 20 + i * 0.1, "m", variant, "primary", "1", True,
+                    at + i * 0.1, "m", variant, "primary", "1", True,
                     gen_tokens=40, gen_s=40 / (50 * rng.uniform(0.9, 1.1)),
                     completion_tokens=41, energy_j=100 * rng.uniform(0.9, 1.1),
                     energy_method="nvml_counter", dataset="gsm8k", correct=rng.random() < 0.9,
                 ),
-                later,
+                at + n * 0.1,
             )  # fmt: skip
-    flags = [_row(scorer.evaluate(later + k, MEMORY), "nf4").trap for k in range(4)]
-    assert flags == [True, True, False, False]  # off only after K = 3 evaluations
+
+
+def test_a_trap_stays_flagged_through_its_epoch_and_is_held_one_epoch_more() -> None:
+    # Verdicts rest on the epoch's evidence, not the window's: the window forgetting the
+    # trap does not clear it; a new epoch holds it until it confirms or excludes it.
+    scorer = _scorer(window_s=60, slot_s=10, recompute_interval_s=1, trap={"epoch_s": 100})
+    _feed(scorer, {"bf16": (0.9, 50, 100), "nf4": (0.6, 30, 160)}, n=200, at=NOW - 30)
+    row = _row(_evaluate(scorer), "nf4")
+    assert row.trap and row.regime == "full_trap" and row.verdicts is not None
+    assert row.verdicts.since == NOW and not row.verdicts.carried
+    _healthy(scorer, NOW + 40)  # the window (60 s) no longer holds the trap evidence ...
+    assert _row(scorer.evaluate(NOW + 70, MEMORY), "nf4").trap  # ... the epoch does
+    # A new epoch (NOW + 150): healthy evidence excludes "slower" and "more energy" at once;
+    # "less accurate" (200 graded) can be neither confirmed nor excluded, so it is held.
+    _healthy(scorer, NOW + 150, seed=5)
+    held = [_row(scorer.evaluate(NOW + 170 + k, MEMORY), "nf4") for k in range(4)]
+    assert all(r.trap for r in held)
+    last = held[-1].verdicts
+    assert last is not None and last.carried == ("less_accurate",) and last.since == NOW + 170
+    assert last.slower is False and last.more_energy is False
+    assert held[-1].regime == "accuracy_trap"
+    # The epoch after: the hold lapses, and the flag goes off after K = 3 evaluations.
+    _healthy(scorer, NOW + 280, seed=6)
+    flags = [_row(scorer.evaluate(NOW + 300 + k, MEMORY), "nf4").trap for k in range(4)]
+    assert flags == [True, True, False, False]
 
 
 def test_canary_rounds_pair_verdicts_across_variants() -> None:

@@ -11,10 +11,8 @@ from scoring.evidence import (
     accuracy_evidence,
     difference_interval,
     live_regime,
-    significantly_below,
 )
 from scoring.regimes import Regime
-from scoring.stats import Interval
 
 
 @pytest.mark.parametrize(
@@ -77,12 +75,6 @@ def test_live_regime_table(
     less: bool | None, slower: bool | None, more: bool | None, considered: bool, regime: str
 ) -> None:
     assert live_regime(less, slower, more, energy_considered=considered) == regime
-
-
-def test_significantly_below_excludes_parity() -> None:
-    assert significantly_below(Interval(0.7, 0.6, 0.8, 0.95), 1.0)
-    assert not significantly_below(Interval(0.9, 0.8, 1.02, 0.95), 1.0)
-    assert not significantly_below(None, 1.0)
 
 
 def test_latch_turns_on_after_consecutive_support_and_off_after_k() -> None:

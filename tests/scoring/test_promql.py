@@ -1,4 +1,8 @@
-"""The SI expression trees evaluate to exactly what scoring.pillars / scorecard compute."""
+"""The SI expression trees: rendering, and the per-formula functions of scoring.pillars.
+
+The scorecard and the live row evaluate these trees themselves (scoring.assemble); the
+comparison here keeps the documented one-formula functions of scoring.pillars honest.
+"""
 
 from __future__ import annotations
 
