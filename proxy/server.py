@@ -15,6 +15,7 @@ from backends.config import EngineBackendConfig, OpenAIBackendConfig, VllmBacken
 from backends.factory import build_backend
 from proxy.app import QuanttrapApp
 from proxy.config import Settings
+from proxy.http_limits import HttpLimits, limited_protocol
 from proxy.scoring_runtime import attach_scoring
 from proxy.shadow import PairStore
 from telemetry import Telemetry, VariantSpec, provider_for_backend_kind
@@ -90,7 +91,9 @@ def serve(settings: Settings, *, source: str) -> int:
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        # uvicorn's httptools protocol with header, body and header-timeout limits that answer
+        # in OpenAI's error shape (proxy/http_limits.py).
+        http=limited_protocol(HttpLimits(max_body_bytes=settings.server.max_body_bytes)),
         lifespan="on",
         access_log=False,
         # No X-Forwarded-* rewriting middleware: the proxy never uses the client's address,
