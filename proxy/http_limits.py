@@ -114,7 +114,6 @@ class _LimitedProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self._in_head = True  # reading a request line and headers (not a body)
         self._head_bytes = 0
-        self._header_count = 0
         self._body_bytes = 0
         self._head_timer: asyncio.TimerHandle | None = None
         self._draining = False
@@ -139,8 +138,6 @@ class _LimitedProtocol(HttpToolsProtocol):
         # Feed the head in slices no larger than the room left, so that an oversized head is
         # refused as soon as it passes the limit, with at most that much buffered.
         while data and self._in_head:
-            if self._head_timer is None:
-                self._arm_head_timer()
             room = self.limits.max_head_bytes - self._head_bytes
             if room <= 0:
                 self._reject(
@@ -157,6 +154,9 @@ class _LimitedProtocol(HttpToolsProtocol):
             super().data_received(chunk)
             if self._draining or self.transport.is_closing():
                 return
+            if self._in_head and self._head_timer is None:
+                # A head that did not arrive whole (most do, in one read): the clock starts.
+                self._arm_head_timer()
         if data:
             super().data_received(data)
 
@@ -164,12 +164,15 @@ class _LimitedProtocol(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._header_count = 0
         self._body_bytes = 0
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._header_count += 1
-        if self._header_count > self.limits.max_headers:
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._disarm_head_timer()
+        # Count and size are checked once the head is complete (memory is bounded meanwhile
+        # by max_head_bytes): one pass here is cheaper than a Python call per header.
+        headers = self.headers
+        if len(headers) > self.limits.max_headers:
             raise _Rejected(
                 APIError(
                     431,
@@ -177,21 +180,17 @@ class _LimitedProtocol(HttpToolsProtocol):
                     code="too_many_headers",
                 )
             )
-        if len(name) + len(value) > self.limits.max_header_bytes:
-            raise _Rejected(
-                APIError(
-                    431,
-                    f"The header {_printable(name)!r} is larger than "
-                    f"{self.limits.max_header_bytes} bytes.",
-                    code="header_too_large",
+        for name, value in headers:
+            if len(name) + len(value) > self.limits.max_header_bytes:
+                raise _Rejected(
+                    APIError(
+                        431,
+                        f"The header {_printable(name)!r} is larger than "
+                        f"{self.limits.max_header_bytes} bytes.",
+                        code="header_too_large",
+                    )
                 )
-            )
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._disarm_head_timer()
-        length = _content_length(self.headers)
+        length = _content_length(headers)
         if length is not None and length > self.limits.max_body_bytes:
             raise _Rejected(_too_large(self.limits.max_body_bytes))
         super().on_headers_complete()

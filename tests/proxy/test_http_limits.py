@@ -152,7 +152,8 @@ def test_an_ordinary_request_passes(server: tuple[str, int]) -> None:
 @pytest.mark.parametrize("count", [51, 500, 5000])
 def test_too_many_headers_get_431(server: tuple[str, int], count: int) -> None:
     extra = b"".join(b"X-H%d: v\r\n" % i for i in range(count))
-    _assert_openai_error(_exchange(server, _post(CHAT, extra)), 431, "too_many_headers")
+    code = "too_many_headers" if count < 1000 else "headers_too_large"  # 5000: over 16 KiB
+    _assert_openai_error(_exchange(server, _post(CHAT, extra)), 431, code)
 
 
 def test_one_huge_header_gets_431_naming_it(server: tuple[str, int]) -> None:
