@@ -28,7 +28,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,6 +87,13 @@ def load_canary_items(config: CanaryConfig) -> list[CanaryItem]:
         )
         for i, item in enumerate(items)
     ]
+
+
+async def _timed(probe: Coroutine[Any, Any, None]) -> float:
+    """Run a canary probe (which never raises); return how long it occupied the variant (s)."""
+    started = time.monotonic()
+    await probe
+    return time.monotonic() - started
 
 
 class CanaryRunner:
@@ -179,16 +186,16 @@ class CanaryRunner:
                 continue
             self.in_flight[key] = mine + 1
             self._count(key, "sent")
-            task = asyncio.create_task(self._probe(model.name, variant.name, item, pair_key))
+            task = asyncio.create_task(
+                _timed(self._probe(model.name, variant.name, item, pair_key))
+            )
             self._probes.add(task)
             task.add_done_callback(self._probes.discard)
             launched.append(task)
         return launched
 
-    async def _probe(self, model: str, variant: str, item: CanaryItem, pair_key: str) -> float:
-        """Send one canary; return how long it occupied the variant (seconds). Never raises."""
+    async def _probe(self, model: str, variant: str, item: CanaryItem, pair_key: str) -> None:
         key = (model, variant)
-        started = time.monotonic()
         request_id = f"canary-{uuid.uuid4().hex[:16]}"
         self._register(request_id, item.item_id, pair_key)
         meta = RequestMeta(request_id, time.perf_counter(), time.time())
@@ -218,7 +225,6 @@ class CanaryRunner:
         finally:
             self.in_flight[key] -= 1
         self._count(key, outcome)
-        return time.monotonic() - started
 
     def _count(self, key: tuple[str, str], outcome: str) -> None:
         full = (key[0], key[1], outcome)
