@@ -252,6 +252,10 @@ class ScoringRuntime:
             self.counters["graded"] += 1
             if self.store is not None:  # over the journaled row, if the pipeline journaled it
                 self.store.append(evaluation, key=record_key(record))
+        elif record.expected_answer is not None and self.store is not None:
+            # Journaled before its last byte, but not gradable in the end (the stream broke,
+            # the reference was unreadable): the journaled row must not count.
+            self.store.forget(record_key(record))
         if self.metrics is not None:
             if evaluation is not None:
                 self.metrics.graded(

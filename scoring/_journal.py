@@ -42,9 +42,11 @@ def record_key(record: RequestRecord) -> str:
 
 @dataclass(frozen=True, slots=True)
 class KeyedRow:
-    """An evaluation of the grading pass: written over the journaled row of the same key."""
+    """An evaluation of the grading pass, written over the journaled row of the same key; or,
+    with ``evaluation`` ``None``, the attempt turned out not gradable (a stream that broke
+    after it was journaled): its journaled row is deleted."""
 
-    evaluation: Evaluation
+    evaluation: Evaluation | None
     key: str
 
 

@@ -172,6 +172,16 @@ class EvaluationStore:
             return False
         return True
 
+    def forget(self, key: str) -> bool:
+        """Delete the journaled evaluation under ``key``: the attempt ended without a gradable
+        answer after all (e.g. its stream broke after the journal call). Queued like append."""
+        try:
+            self._queue.put_nowait(KeyedRow(None, key))
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
     def journal(
         self,
         record: RequestRecord,
@@ -302,7 +312,12 @@ class EvaluationStore:
             return
         evaluations = [row_values(r) for r in batch if isinstance(r, Evaluation)]
         comparisons = [row_values(r) for r in batch if isinstance(r, PairComparison)]
-        keyed = [(*row_values(r.evaluation), r.key) for r in batch if isinstance(r, KeyedRow)]
+        keyed = [
+            (*row_values(r.evaluation), r.key)
+            for r in batch
+            if isinstance(r, KeyedRow) and r.evaluation is not None
+        ]
+        forgotten = [(r.key,) for r in batch if isinstance(r, KeyedRow) and r.evaluation is None]
         journaled, outcomes = grade_journal([r for r in batch if isinstance(r, JournalItem)])
         stored: JournalOutcome = "unavailable"
         try:
@@ -317,6 +332,8 @@ class EvaluationStore:
                     conn.executemany(_UPSERT, keyed)
                 if journaled:
                     conn.executemany(_INSERT_IF_NEW, journaled)
+                if forgotten:  # last: a journal row of this very batch may be among them
+                    conn.executemany("DELETE FROM evaluations WHERE record_key = ?", forgotten)
             rows_done = len(evaluations) + len(comparisons) + len(keyed) + len(journaled)
             self.written += rows_done
             self.journaled += len(journaled)

@@ -45,6 +45,28 @@ async def test_journal_then_grading_pass_leaves_one_row_per_request(tmp_path: Pa
         assert h.runtime.snapshot.counters["log_journaled"] == 3
 
 
+async def test_a_journaled_attempt_that_failed_in_the_end_is_not_counted(tmp_path: Path) -> None:
+    backends = {
+        "bf16": ScriptedBackend("bf16", words=RIGHT),
+        "nf4": ScriptedBackend("nf4", words=RIGHT, break_after=3),  # the stream breaks
+    }
+    async with scored(backends, tmp_path) as h:
+        records: list[RequestRecord] = []
+        h.app.add_record_sink(records.append)
+        await h.client.post("/v1/chat/completions", **tagged("42", stream=True))
+        await h.client.post("/v1/chat/completions", **tagged("42", variant="nf4", stream=True))
+        good, broken = records
+        assert good.ok and not broken.ok
+        assert await h.runtime.journal(good) == "stored"
+        # The pipeline journals before the last byte, when the break is not known yet.
+        provisional = replace(broken, status=200, error_type=None, text="#### 42")
+        assert await h.runtime.journal(provisional) == "stored"
+        await h.runtime.tick()  # the grading pass sees the final, broken record
+        assert h.runtime.store is not None
+        assert await asyncio.to_thread(h.runtime.store.flush)
+        assert [r[0] for r in _rows(tmp_path / "log.sqlite3")] == [good.request_id]
+
+
 async def test_a_journaled_canary_keeps_its_dataset_item(tmp_path: Path) -> None:
     backends = {"bf16": ScriptedBackend("bf16", words=RIGHT)}
     async with scored(backends, tmp_path) as h:

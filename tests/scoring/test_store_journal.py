@@ -118,6 +118,21 @@ async def test_the_grading_pass_writes_over_the_journaled_row_with_its_energy(
         await asyncio.to_thread(store.close)
 
 
+async def test_a_journaled_row_is_forgotten_when_the_attempt_was_not_gradable(
+    tmp_path: Path,
+) -> None:
+    store = EvaluationStore(tmp_path / "log.sqlite3")
+    await asyncio.to_thread(store.open)
+    try:
+        assert await store.journal(RECORD) == "stored"
+        assert await store.journal(replace(RECORD, request_id="other")) == "stored"
+        assert store.forget(record_key(RECORD))  # e.g. its stream broke after the journal
+        assert await asyncio.to_thread(store.flush)
+        assert [e.request_id for e in store.load_evaluations(0.0)] == ["other"]
+    finally:
+        await asyncio.to_thread(store.close)
+
+
 async def test_what_cannot_be_graded_is_not_stored_and_says_so(tmp_path: Path) -> None:
     store = EvaluationStore(tmp_path / "log.sqlite3")
     assert await store.journal(RECORD) == "unavailable"  # not open: never claimed stored
