@@ -102,7 +102,7 @@ class EvaluationStore:
         self.written = 0
         """Rows committed (journaled rows and their later upserts count each)."""
         self.journaled = 0
-        """Evaluations committed by :meth:`journal`."""
+        """Evaluations inserted by :meth:`journal` (a repeated call for one key counts once)."""
         self.dropped = 0
         """Rows not even queued (queue full, or the store not open)."""
         self.failures = 0
@@ -330,13 +330,14 @@ class EvaluationStore:
                         conn.executemany(_INSERT[table], rows)
                 if keyed:
                     conn.executemany(_UPSERT, keyed)
-                if journaled:
-                    conn.executemany(_INSERT_IF_NEW, journaled)
+                inserted = 0
+                if journaled:  # rowcount: rows inserted (a repeated journal call adds none)
+                    inserted = conn.executemany(_INSERT_IF_NEW, journaled).rowcount
                 if forgotten:  # last: a journal row of this very batch may be among them
                     conn.executemany("DELETE FROM evaluations WHERE record_key = ?", forgotten)
             rows_done = len(evaluations) + len(comparisons) + len(keyed) + len(journaled)
             self.written += rows_done
-            self.journaled += len(journaled)
+            self.journaled += inserted
             stored = "stored"
         except sqlite3.Error as exc:  # a full or read-only disk must not take the proxy down
             self.failures += 1

@@ -30,9 +30,11 @@ async def test_journal_then_grading_pass_leaves_one_row_per_request(tmp_path: Pa
         await h.client.post("/v1/chat/completions", json={"model": "demo", "messages": []})
         assert len(records) == 3
         # What the pipeline will do before the last byte: journal each tagged record.
+        # (Once the pipeline journals by itself, these calls find the rows already there.)
         outcomes = [await h.runtime.journal(r) for r in records]
         assert outcomes == ["stored"] * 3
         assert len(_rows(tmp_path / "log.sqlite3")) == 3  # durable before any grading pass
+        assert await h.runtime.journal(records[0]) == "stored"  # again: still one row each
         # Untagged traffic and shadows are not journaled.
         assert await h.runtime.journal(replace(records[0], expected_answer=None)) == "not_graded"
         assert await h.runtime.journal(replace(records[0], role="shadow")) == "not_graded"
