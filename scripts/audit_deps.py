@@ -33,7 +33,7 @@ from typing import Any
 IGNORED: dict[str, str] = {}
 """Vulnerability id -> why it is accepted (reviewed; remove when a fix is installed)."""
 
-TIMEOUT_S = 240
+TIMEOUT_S = 90
 """One pip-audit run, at most (it queries PyPI once per dependency)."""
 
 
