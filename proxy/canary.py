@@ -5,13 +5,20 @@ set (by default the synthetic multi-hop generator's held-out split; optionally t
 GSM8K test set) is sent to **every** variant, pinned to it, with role ``canary``. The same
 item to all variants makes their verdicts paired (McNemar), like shadow pairs.
 
-Canaries go through the same :class:`~proxy.completions.CompletionService` path as user
+Canaries go through the same :class:`~proxy.service.RequestService` path as user
 requests (``service.handle`` with a pinned variant and a discarded response), so they are
 routed, timed, recorded and metered exactly like user traffic; they are never shadowed.
 
 Low priority: at most ``max_in_flight`` canaries per variant at once, and a variant that
 already serves ``busy_in_flight`` user requests is skipped for that round (counted as
 ``skipped_busy``): canaries take idle capacity, never a busy variant's.
+
+Budgeted: one :class:`~proxy.canary_budget.CanaryBudget` for all models paces the rounds so
+that canaries use at most ``cpu_budget`` cores of process CPU and ``busy_budget`` of each
+variant's time on average; ``rate_per_minute`` is the upper bound. Each model's loop waits for
+its round to finish, measures it (process CPU time over the round, its longest probe) and
+charges the budget before scheduling the next. :meth:`CanaryRunner.budget_status` says what
+was used, for the status page.
 """
 
 from __future__ import annotations
@@ -21,10 +28,11 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from proxy.canary_budget import CanaryBudget, CanaryBudgetStatus
 from proxy.config import ModelConfig, ProxySettings
 from proxy.context import RequestContext
 from proxy.errors import APIError
@@ -83,6 +91,13 @@ def load_canary_items(config: CanaryConfig) -> list[CanaryItem]:
     ]
 
 
+async def _timed(probe: Coroutine[Any, Any, None]) -> float:
+    """Run a canary probe (which never raises); return how long it occupied the variant (s)."""
+    started = time.monotonic()
+    await probe
+    return time.monotonic() - started
+
+
 class CanaryRunner:
     """Sends canary rounds per model until stopped (see the module docstring)."""
 
@@ -109,7 +124,14 @@ class CanaryRunner:
         """(model, variant, outcome) -> probes; outcome: sent, completed, failed,
         skipped_busy, skipped_in_flight."""
         self._loops: list[asyncio.Task[None]] = []
-        self._probes: set[asyncio.Task[None]] = set()
+        self._probes: set[asyncio.Task[float]] = set()
+        self.budget = CanaryBudget(
+            self.config.cpu_budget, self.config.busy_budget, clock=time.monotonic
+        )
+
+    def budget_status(self) -> CanaryBudgetStatus:
+        """The canary budget and its measured use (for the status page)."""
+        return self.budget.status()
 
     async def start(self) -> None:
         if not self._items:
@@ -133,18 +155,27 @@ class CanaryRunner:
         round_no = 0
         next_at = time.monotonic()
         while True:
-            next_at += interval
+            next_at = self.budget.next_start(next_at + interval)
             await asyncio.sleep(max(0.0, next_at - time.monotonic()))
             if time.monotonic() - next_at > interval:
                 next_at = time.monotonic()  # fell behind (a stalled loop): do not burst
-            self.launch_round(model, round_no)
+            started, cpu = time.monotonic(), time.process_time()
+            probes = self._launch(model, round_no)
             round_no += 1
+            busy = 0.0
+            if probes:
+                done, _ = await asyncio.wait(probes)
+                busy = max(task.result() for task in done)
+            self.budget.charge(started, time.process_time() - cpu, busy, interval)
 
     def launch_round(self, model: ModelConfig, round_no: int) -> int:
         """Send round ``round_no``'s item to every variant that has room; return how many."""
+        return len(self._launch(model, round_no))
+
+    def _launch(self, model: ModelConfig, round_no: int) -> list[asyncio.Task[float]]:
         item = self._items[round_no % len(self._items)]
         pair_key = f"canary-{self._boot}-{round_no}"
-        launched = 0
+        launched: list[asyncio.Task[float]] = []
         for variant in model.variants:
             key = (model.name, variant.name)
             mine = self.in_flight[key]
@@ -157,10 +188,12 @@ class CanaryRunner:
                 continue
             self.in_flight[key] = mine + 1
             self._count(key, "sent")
-            task = asyncio.create_task(self._probe(model.name, variant.name, item, pair_key))
+            task = asyncio.create_task(
+                _timed(self._probe(model.name, variant.name, item, pair_key))
+            )
             self._probes.add(task)
             task.add_done_callback(self._probes.discard)
-            launched += 1
+            launched.append(task)
         return launched
 
     async def _probe(self, model: str, variant: str, item: CanaryItem, pair_key: str) -> None:

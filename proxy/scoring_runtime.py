@@ -35,11 +35,12 @@ from proxy.config import ConfigError, ProxySettings
 from scoring.comparison import compare_pair
 from scoring.config import ScoringConfig
 from scoring.evaluation import Processed, process_record
-from scoring.io.store import EvaluationStore
+from scoring.io.store import EvaluationStore, JournalOutcome, record_key
 from scoring.live import LiveScorer, MemoryInfo, MemorySource, ModelSpec
 from scoring.snapshot import LiveHistory, LiveSnapshot
 from telemetry.scoring_metrics import ScoringMetrics
 from telemetry.semconv import CAPTURE_CONTENT_ENV
+from telemetry.store_metrics import register_store_metrics
 
 __all__ = ["ScoringRuntime"]
 
@@ -90,6 +91,8 @@ class ScoringRuntime:
             if cfg.store.enabled
             else None
         )
+        if meter is not None and self.store is not None:
+            register_store_metrics(meter, self._store_counts)
         self._records: deque[RequestRecord] = deque()
         self._pairs: deque[ShadowPair] = deque()
         self._canaries: OrderedDict[str, tuple[str, str]] = OrderedDict()
@@ -123,6 +126,36 @@ class ScoringRuntime:
             self._pairs.popleft()
             self.counters["dropped_records"] += 1
         self._pairs.append(pair)
+
+    async def journal(self, record: RequestRecord) -> JournalOutcome:
+        """Make ``record``'s evaluation durable now; await it before the last response byte.
+
+        For evaluation traffic (a primary or canary record with an expected answer); other
+        records return ``not_graded`` at once. The grading pass later writes the complete
+        evaluation (with its energy) over the journaled row.
+        """
+        store = self.store
+        if store is None:
+            return "unavailable"
+        if record.expected_answer is None or not record.ok or record.role == "shadow":
+            return "not_graded"
+        with self._canary_lock:
+            item_id, pair_key = self._canaries.get(record.request_id, (None, None))
+        return await store.journal(
+            record, item_id=item_id, pair_key=pair_key, capture_content=self.capture_content
+        )
+
+    def _store_counts(self) -> dict[str, int]:
+        store = self.store
+        if store is None:
+            return {}
+        return {
+            "written": store.written,
+            "journaled": store.journaled,
+            "failed": store.rows_failed,
+            "dropped": store.dropped,
+            "failures": store.failures,
+        }
 
     def register_canary(self, request_id: str, item_id: str, pair_key: str) -> None:
         """Remember which dataset item and round a canary request id stands for (bounded)."""
@@ -184,6 +217,9 @@ class ScoringRuntime:
             if self.store is not None:
                 counters["log_written"] = self.store.written
                 counters["log_dropped"] = self.store.dropped
+                counters["log_journaled"] = self.store.journaled
+                counters["log_failed_batches"] = self.store.failures
+                counters["log_rows_failed"] = self.store.rows_failed
             return replace(snapshot, counters=counters)
 
     def _process(self, record: RequestRecord) -> Processed:
@@ -213,8 +249,12 @@ class ScoringRuntime:
         evaluation = processed.evaluation
         if evaluation is not None:
             self.counters["graded"] += 1
-            if self.store is not None:
-                self.store.append(evaluation)
+            if self.store is not None:  # over the journaled row, if the pipeline journaled it
+                self.store.append(evaluation, key=record_key(record))
+        elif record.expected_answer is not None and self.store is not None:
+            # Journaled before its last byte, but not gradable in the end (the stream broke,
+            # the reference was unreadable): the journaled row must not count.
+            self.store.forget(record_key(record))
         if self.metrics is not None:
             if evaluation is not None:
                 self.metrics.graded(

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import uvicorn
 
+from proxy.http_limits import HttpLimits, limited_protocol
 from quanttrap.assembly import build_app
 from quanttrap.settings import Settings
 
@@ -29,7 +30,9 @@ def serve(settings: Settings, *, source: str) -> int:
         host=host,
         port=port,
         loop="auto",
-        http="auto",
+        # uvicorn's httptools protocol with header, body and header-timeout limits that answer
+        # in OpenAI's error shape (proxy/http_limits.py).
+        http=limited_protocol(HttpLimits(max_body_bytes=settings.server.max_body_bytes)),
         lifespan="on",
         access_log=False,
         # No X-Forwarded-* rewriting middleware: the proxy never uses the client's address,

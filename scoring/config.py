@@ -47,6 +47,12 @@ class CanaryConfig(_Strict):
     stream: bool = True
     """Stream canary answers, so their time to first token and decode rate are measured like
     streamed user traffic."""
+    cpu_budget: float = Field(default=0.02, gt=0.0, le=64.0)
+    """Process CPU, in cores, canary rounds may use on average (0.02 = 2% of one core): after
+    each round the next one waits until the round's CPU time fits (``proxy/canary_budget.py``).
+    The default keeps the idle embedded default under 5% of a core."""
+    busy_budget: float = Field(default=0.05, gt=0.0, le=1.0)
+    """Share of each variant's time (GPU or upstream) canaries may occupy, on average."""
 
 
 class StoreConfig(_Strict):

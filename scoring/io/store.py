@@ -1,11 +1,22 @@
 """The evaluation log: graded evaluations and shadow comparisons in a local SQLite database.
 
-Nothing graded is lost on a restart: every :class:`~scoring.evaluation.Evaluation` and every
-shadow :class:`~scoring.comparison.PairComparison` is appended here, and at start-up the rows of
-the last window are read back into the live windows. An operator can list what a variant got
+Every :class:`~scoring.evaluation.Evaluation` and every shadow
+:class:`~scoring.comparison.PairComparison` is written here, and at start-up the rows of the
+last window are read back into the live windows. An operator can list what a variant got
 wrong (``quanttrap status --wrong nf4``, or
 ``GET /quanttrap/v1/evaluations?variant=nf4&correct=false``).
 
+- **The journal: nothing graded is lost on a crash.** :meth:`EvaluationStore.journal` is
+  awaited by the request pipeline for evaluation traffic *before the response's last byte is
+  sent*. The writer thread grades the record there and then (off the event loop) and commits
+  the evaluation under the request's key (:func:`record_key`) before the awaiting request goes
+  on, so a ``kill -9`` after the client has its answer cannot lose the evaluation. The
+  completion text is graded in memory and never written (unless content capture is on). The
+  request's energy arrives later (within one sampling period): the periodic grading pass then
+  writes the complete evaluation under the same key (an upsert), replacing the journaled row;
+  a crash before that leaves that row with energy unknown (``energy_method`` ``none``), never
+  the evaluation lost. The journal commits in WAL mode with ``synchronous=NORMAL``: durable
+  across a process crash, not across a power cut or an OS crash (the last commits may go).
 - **Never on the request path.** :meth:`EvaluationStore.append` puts a row on a bounded queue
   and returns; one writer thread owns the write connection and commits in batches at least
   every ``flush_interval_s``. A full queue drops the row and counts it (``dropped``).
@@ -20,6 +31,7 @@ wrong (``quanttrap status --wrong nf4``, or
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import queue
@@ -27,26 +39,43 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import astuple, fields
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Final
 
+from core.records import RequestRecord
 from scoring.comparison import PairComparison
 from scoring.evaluation import Evaluation
+from scoring.io.journal import (
+    JournalItem,
+    JournalOutcome,
+    KeyedRow,
+    grade_journal,
+    record_key,
+    resolve_journal,
+    row_values,
+)
 
-__all__ = ["COMPARISON_COLUMNS", "EVALUATION_COLUMNS", "EvaluationStore"]
+__all__ = [
+    "COMPARISON_COLUMNS",
+    "EVALUATION_COLUMNS",
+    "EvaluationStore",
+    "JournalOutcome",
+    "record_key",
+]
 
-log = logging.getLogger("quanttrap.scoring.store")
+log = logging.getLogger("quanttrap.scoring.io.store")
 
 EVALUATION_COLUMNS: Final = tuple(f.name for f in fields(Evaluation))
 COMPARISON_COLUMNS: Final = tuple(f.name for f in fields(PairComparison))
 _TABLES: Final = {"evaluations": EVALUATION_COLUMNS, "shadow_comparisons": COMPARISON_COLUMNS}
 _BOOLEANS: Final = frozenset({"correct", "agree", "primary_correct", "shadow_correct"})
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2  # 2: evaluations.record_key (the journal's upsert key)
 _BATCH = 1000
 _PRUNE_EVERY_S = 5.0
 
 Row = Evaluation | PairComparison
+_Item = Row | KeyedRow | JournalItem | threading.Event | None
 
 
 class EvaluationStore:
@@ -67,12 +96,19 @@ class EvaluationStore:
         self.max_age_s = max_age_s
         self._flush_s = flush_interval_s
         self._clock = clock
-        self._queue: queue.Queue[Row | threading.Event | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[_Item] = queue.Queue(queue_size)
         self._thread: threading.Thread | None = None
         self._last_prune = 0.0
         self.written = 0
+        """Rows committed (journaled rows and their later upserts count each)."""
+        self.journaled = 0
+        """Evaluations inserted by :meth:`journal` (a repeated call for one key counts once)."""
         self.dropped = 0
+        """Rows not even queued (queue full, or the store not open)."""
         self.failures = 0
+        """Batches (or retention passes) that failed: disk full, read-only, corrupt ..."""
+        self.rows_failed = 0
+        """Rows lost to failed batches."""
 
     # -- life cycle (call from a worker thread: these block) ---------------------------------
 
@@ -90,6 +126,12 @@ class EvaluationStore:
             conn.execute(
                 "CREATE INDEX IF NOT EXISTS evaluations_variant "
                 "ON evaluations (model, variant, correct)"
+            )
+            known = {row[1] for row in conn.execute("PRAGMA table_info(evaluations)")}
+            if "record_key" not in known:  # a version-1 log: add the key, old rows keep NULL
+                conn.execute("ALTER TABLE evaluations ADD COLUMN record_key TEXT")
+            conn.execute(  # NULLs are distinct in a UNIQUE index: unkeyed rows never collide
+                "CREATE UNIQUE INDEX IF NOT EXISTS evaluations_key ON evaluations (record_key)"
             )
             conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
             conn.commit()
@@ -114,14 +156,61 @@ class EvaluationStore:
 
     # -- writing (cheap; any thread) ---------------------------------------------------------
 
-    def append(self, row: Row) -> bool:
-        """Queue one row for the writer; ``False`` (and counted) if the queue is full."""
+    def append(self, row: Row, *, key: str | None = None) -> bool:
+        """Queue one row for the writer; ``False`` (and counted) if the queue is full.
+
+        With ``key`` (an evaluation's :func:`record_key`) the row replaces a journaled row of
+        the same key, or is inserted if there is none.
+        """
+        item: _Item = row
+        if key is not None and isinstance(row, Evaluation):
+            item = KeyedRow(row, key)
         try:
-            self._queue.put_nowait(row)
+            self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
             return False
         return True
+
+    def forget(self, key: str) -> bool:
+        """Delete the journaled evaluation under ``key``: the attempt ended without a gradable
+        answer after all (e.g. its stream broke after the journal call). Queued like append."""
+        try:
+            self._queue.put_nowait(KeyedRow(None, key))
+        except queue.Full:
+            self.dropped += 1
+            return False
+        return True
+
+    def journal(
+        self,
+        record: RequestRecord,
+        *,
+        item_id: str | None = None,
+        pair_key: str | None = None,
+        capture_content: bool = False,
+    ) -> asyncio.Future[JournalOutcome]:
+        """Grade ``record`` and commit its evaluation durably; await the result.
+
+        Call from the event loop, for evaluation traffic, before the response's last byte.
+        The caller's cost is one queue put; grading and the commit run on the writer thread,
+        which commits everything queued at once (group commit). A row already journaled
+        under the same key is kept (a repeated call is harmless).
+        """
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[JournalOutcome] = loop.create_future()
+        if self._thread is None:
+            future.set_result("unavailable")
+            return future
+        item = JournalItem(
+            record, record_key(record), item_id, pair_key, capture_content, loop, future
+        )
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            self.dropped += 1
+            future.set_result("unavailable")
+        return future
 
     # -- reading (blocking; call from a worker thread) ---------------------------------------
 
@@ -189,7 +278,7 @@ class EvaluationStore:
         try:
             stop = False
             while not stop:
-                batch: list[Row] = []
+                batch: list[Row | KeyedRow | JournalItem] = []
                 markers: list[threading.Event] = []
                 try:
                     item = self._queue.get(timeout=self._flush_s)
@@ -216,11 +305,21 @@ class EvaluationStore:
         finally:
             conn.close()
 
-    def _write(self, conn: sqlite3.Connection, batch: Sequence[Row]) -> None:
+    def _write(
+        self, conn: sqlite3.Connection, batch: Sequence[Row | KeyedRow | JournalItem]
+    ) -> None:
         if not batch:
             return
-        evaluations = [_values(r) for r in batch if isinstance(r, Evaluation)]
-        comparisons = [_values(r) for r in batch if isinstance(r, PairComparison)]
+        evaluations = [row_values(r) for r in batch if isinstance(r, Evaluation)]
+        comparisons = [row_values(r) for r in batch if isinstance(r, PairComparison)]
+        keyed = [
+            (*row_values(r.evaluation), r.key)
+            for r in batch
+            if isinstance(r, KeyedRow) and r.evaluation is not None
+        ]
+        forgotten = [(r.key,) for r in batch if isinstance(r, KeyedRow) and r.evaluation is None]
+        journaled, outcomes = grade_journal([r for r in batch if isinstance(r, JournalItem)])
+        stored: JournalOutcome = "unavailable"
         try:
             with conn:
                 for table, rows in (
@@ -228,15 +327,31 @@ class EvaluationStore:
                     ("shadow_comparisons", comparisons),
                 ):
                     if rows:
-                        cols = _TABLES[table]
-                        marks = ", ".join("?" * len(cols))
-                        conn.executemany(
-                            f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({marks})", rows
-                        )
-            self.written += len(batch)
-        except sqlite3.Error as exc:  # a full disk must not take the proxy down
+                        conn.executemany(_INSERT[table], rows)
+                if keyed:
+                    conn.executemany(_UPSERT, keyed)
+                inserted = 0
+                if journaled:  # rowcount: rows inserted (a repeated journal call adds none)
+                    inserted = conn.executemany(_INSERT_IF_NEW, journaled).rowcount
+                if forgotten:  # last: a journal row of this very batch may be among them
+                    conn.executemany("DELETE FROM evaluations WHERE record_key = ?", forgotten)
+            rows_done = len(evaluations) + len(comparisons) + len(keyed) + len(journaled)
+            self.written += rows_done
+            self.journaled += inserted
+            stored = "stored"
+        except sqlite3.Error as exc:  # a full or read-only disk must not take the proxy down
             self.failures += 1
-            log.error("evaluation log: could not write %d rows: %s", len(batch), exc)
+            self.rows_failed += len(evaluations) + len(comparisons) + len(keyed) + len(journaled)
+            if self.failures & (self.failures - 1) == 0:  # 1st, 2nd, 4th ...: no log flood
+                log.error(
+                    "evaluation log %s: could not write %d rows (%d failed batches so far; "
+                    "these evaluations are NOT stored): %s",
+                    self.path,
+                    len(batch),
+                    self.failures,
+                    exc,
+                )
+        resolve_journal(outcomes, stored)
 
     def _maybe_prune(self, conn: sqlite3.Connection) -> None:
         now = self._clock()
@@ -267,8 +382,20 @@ class EvaluationStore:
                 c.close()
 
 
-def _values(row: Row) -> tuple[Any, ...]:
-    return tuple(int(v) if isinstance(v, bool) else v for v in astuple(row))
+def _insert_sql(table: str, columns: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})"
+
+
+_INSERT: Final = {table: _insert_sql(table, cols) for table, cols in _TABLES.items()}
+_KEYED_COLUMNS: Final = (*EVALUATION_COLUMNS, "record_key")
+_INSERT_IF_NEW: Final = (
+    _insert_sql("evaluations", _KEYED_COLUMNS) + " ON CONFLICT(record_key) DO NOTHING"
+)
+_UPSERT: Final = (
+    _insert_sql("evaluations", _KEYED_COLUMNS)
+    + " ON CONFLICT(record_key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in EVALUATION_COLUMNS)
+)
 
 
 def _check_table(table: str) -> None:

@@ -56,7 +56,14 @@ def _config(ups: dict[str, Process], store: Path, *, canary: bool) -> dict[str, 
             "slot_s": 5,
             "recompute_interval_s": 0.5,
             "trap": {"min_graded": 20, "min_requests": 10},
-            "canary": {"enabled": canary, "rate_per_minute": 1200, "max_tokens": 64},
+            # Canaries as fast as the variants answer: no CPU or busy-time budget holds them.
+            "canary": {
+                "enabled": canary,
+                "rate_per_minute": 1200,
+                "max_tokens": 64,
+                "cpu_budget": 64,
+                "busy_budget": 1,
+            },
             "store": {"path": str(store)},
         },
     }

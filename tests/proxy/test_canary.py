@@ -6,6 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from core.errors import ConfigError
 from proxy.canary import load_canary_items
 from quanttrap.settings import load_settings
 from scoring.config import CanaryConfig, ScoringConfig
@@ -110,7 +113,9 @@ async def test_user_requests_in_flight_are_counted_per_variant() -> None:
 
 
 async def test_the_loop_sends_rounds_at_the_configured_rate() -> None:
-    fast = {"canary": {"enabled": True, "rate_per_minute": 600}}  # one round every 0.1 s
+    fast = {  # one round every 0.1 s, with a budget that never holds a round back
+        "canary": {"enabled": True, "rate_per_minute": 600, "cpu_budget": 64, "busy_budget": 1}
+    }
     backends = {"bf16": ScriptedBackend("bf16"), "nf4": ScriptedBackend("nf4")}
     async with scored(backends, None, scoring=fast):
         await asyncio.sleep(0.55)
@@ -118,6 +123,30 @@ async def test_the_loop_sends_rounds_at_the_configured_rate() -> None:
         assert 3 <= len(backend.calls) <= 6
     first = [c.body["messages"][0]["content"] for c in backends["bf16"].calls]
     assert len(set(first)) == len(first)  # the cycle moves on every round
+
+
+async def test_the_cpu_budget_holds_rounds_back_and_says_so() -> None:
+    tight = {"canary": {"enabled": True, "rate_per_minute": 600, "cpu_budget": 1e-4}}
+    backends = {"bf16": ScriptedBackend("bf16"), "nf4": ScriptedBackend("nf4")}
+    async with scored(backends, None, scoring=tight) as h:
+        await asyncio.sleep(0.55)
+        runner = h.runtime.canary
+        assert runner is not None
+        status = runner.budget_status()
+    # A round costs at least a millisecond of CPU: 1e-4 cores defers the next by >= 10 s.
+    for backend in backends.values():
+        assert len(backend.calls) == 1
+    assert status.rounds == 1 and status.limited_by == "cpu"
+    assert status.cpu_budget_cores == 1e-4 and status.cpu_used_cores > 1e-4
+    assert status.deferred_s > 0
+
+
+def test_the_canary_budget_is_a_setting_users_can_set() -> None:
+    settings = load_settings(None, environ={"QUANTTRAP_SCORING__CANARY__CPU_BUDGET": "0.5"})
+    assert settings.scoring.canary.cpu_budget == 0.5
+    assert load_settings(None, environ={}).scoring.canary.cpu_budget == 0.02
+    with pytest.raises(ConfigError, match="cpu_budget"):
+        load_settings(None, environ={"QUANTTRAP_SCORING__CANARY__CPU_BUDGET": "0"})
 
 
 def test_canary_sets() -> None:
