@@ -78,7 +78,13 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="energy per query from the fixed budget or the real answer lengths "
         "(default: fixed for random weights, real otherwise)",
     )
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="scored repeats")
+    p.add_argument(
+        "--burn-in",
+        type=int,
+        default=1,
+        help="unscored passes over every cell first (kept in the JSON, left out of the maths)",
+    )
     p.add_argument("--window-s", type=float, default=5.0, help="steady-state window per cell")
     p.add_argument("--warmup-s", type=float, default=1.0)
     p.add_argument("--cooldown-s", type=float, default=2.0)
@@ -105,6 +111,14 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--scratch", type=Path, default=None, help="folder for random-weight models")
     p.add_argument("--json", action="store_true", help="print the results JSON, not the table")
     p.add_argument("--no-plots", action="store_true")
+    p.add_argument(
+        "--replay",
+        type=Path,
+        default=None,
+        help="re-analyse a saved bench.json instead of measuring (other options but --anchor, "
+        "--skip-repeats, --out, --json and --no-plots are ignored)",
+    )
+    p.add_argument("--skip-repeats", default="", help="repeats to leave out of the maths, e.g. 1")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_bench_command)
 
@@ -113,26 +127,37 @@ def run_bench_command(args: argparse.Namespace, out: TextIO | None = None) -> in
     """Handler of ``quanttrap bench``."""
     stream = out if out is not None else sys.stdout
     try:
-        config = _config(args)
+        skip = frozenset(_ints(args.skip_repeats, "--skip-repeats")) if args.skip_repeats else None
+        config = None if args.replay is not None else _config(args)
     except _BadArgument as exc:
         print(f"quanttrap bench: {exc}", file=sys.stderr)
         return 2
-    from backends.engine import EngineLoadError
     from bench.report import analyse, results_json, si_rows, table
-    from bench.sweep import run_bench
 
-    bar = _progress(config.steps(), args.quiet)
+    if config is None:
+        from bench.replay import ReplayError, load_run
+
+        try:
+            run = load_run(args.replay)
+        except ReplayError as exc:
+            print(f"quanttrap bench: --replay: {exc}", file=sys.stderr)
+            return 2
+    else:
+        from backends.engine import EngineLoadError
+        from bench.sweep import run_bench
+
+        bar = _progress(config.steps(), args.quiet)
+        try:
+            run = asyncio.run(run_bench(config, bar))
+        except EngineLoadError as exc:
+            print(f"quanttrap bench: cannot load {config.model!r}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            bar.close()
     try:
-        run = asyncio.run(run_bench(config, bar))
-    except EngineLoadError as exc:
-        print(f"quanttrap bench: cannot load {config.model!r}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        bar.close()
-    try:
-        analysis = analyse(run, args.anchor)
+        analysis = analyse(run, args.anchor, skip or frozenset())
     except ValueError as exc:
-        print(f"quanttrap bench: --anchor: {exc}", file=sys.stderr)
+        print(f"quanttrap bench: --anchor/--skip-repeats: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     result = results_json(analysis)
@@ -189,6 +214,8 @@ def _config(args: argparse.Namespace) -> Any:
     ):
         if value < 1:
             raise _BadArgument(f"{name}: must be >= 1, got {value}")
+    if args.burn_in < 0:
+        raise _BadArgument(f"--burn-in: must be >= 0, got {args.burn_in}")
     if args.window_s <= 0 or args.warmup_s < 0 or args.cooldown_s < 0:
         raise _BadArgument("--window-s must be > 0, --warmup-s and --cooldown-s >= 0")
     power = args.rated_power_w
@@ -216,6 +243,7 @@ def _config(args: argparse.Namespace) -> Any:
         hli_power_w=power,
         device=args.device,
         reference_batches=refs,
+        burn_in=args.burn_in,
         seed=args.seed,
         scratch=args.scratch,
     )

@@ -47,15 +47,23 @@ class Analysis:
     verdicts: Mapping[EnergyKind, tuple[BatchVerdict, ...]]
     reference: Mapping[tuple[str, int], Spread]
     """HF ``generate`` tokens/s by (variant, batch size)."""
+    scored_repeats: tuple[int, ...]
     warnings: tuple[str, ...]
 
 
-def analyse(run: BenchRun, anchor: str | None = None) -> Analysis:
+def analyse(
+    run: BenchRun, anchor: str | None = None, skip_repeats: frozenset[int] = frozenset()
+) -> Analysis:
+    """Apply the maths to ``run``'s scored windows: burn-in passes (repeat <= 0) and the
+    repeats in ``skip_repeats`` are left out (they stay in the JSON's raw windows)."""
     cfg = run.config
+    scored = tuple(w for w in run.windows if w.repeat >= 1 and w.repeat not in skip_repeats)
+    if not scored:
+        raise ValueError("no repeats left to analyse")
     ref = anchor or max(cfg.variants, key=lambda v: BITS[v])
     if ref not in cfg.variants:
         raise ValueError(f"anchor {ref!r} is not one of the variants {cfg.variants}")
-    cells = summarise_cells(run.windows, lengths=cfg.lengths, fixed_tokens=cfg.max_tokens)
+    cells = summarise_cells(scored, lengths=cfg.lengths, fixed_tokens=cfg.max_tokens)
     tables = {v: t for v in cfg.variants if (t := accuracy_table(run.accuracy, v)) is not None}
     acc = {v: t.overall.estimate for v, t in tables.items()} or None
     others = [v for v in cfg.variants if v != ref]
@@ -64,9 +72,7 @@ def analyse(run: BenchRun, anchor: str | None = None) -> Analysis:
         energies.append("hli")
     cards = {e: scorecards(cells, ref, accuracy=acc, energy=e) for e in energies}
     verdicts = {
-        e: tuple(
-            v for v in (batch_verdict(run.windows, cells, ref, o, energy=e) for o in others) if v
-        )
+        e: tuple(v for v in (batch_verdict(scored, cells, ref, o, energy=e) for o in others) if v)
         for e in energies
     }
     reference: dict[tuple[str, int], Spread] = {}
@@ -79,11 +85,12 @@ def analyse(run: BenchRun, anchor: str | None = None) -> Analysis:
         anchor=ref,
         cells=cells,
         accuracy=tables,
-        cor={o: cor_by_batch(run.windows, ref, o) for o in others},
+        cor={o: cor_by_batch(scored, ref, o) for o in others},
         cards=cards,
         verdicts=verdicts,
         reference=reference,
-        warnings=_warnings(run, cells),
+        scored_repeats=tuple(sorted({w.repeat for w in scored})),
+        warnings=_warnings(run, cells, len({w.repeat for w in scored})),
     )
 
 
@@ -117,6 +124,8 @@ def results_json(a: Analysis) -> dict[str, Any]:
             "warmup_s": cfg.warmup_s,
             "cooldown_s": cfg.cooldown_s,
             "repeats": cfg.repeats,
+            "burn_in_passes": cfg.burn_in,
+            "scored_repeats": list(a.scored_repeats),
             "lengths": cfg.lengths,
             "new_tokens": cfg.max_tokens,
             "energy": "nvml counter delta over each window, idle power included"
@@ -143,6 +152,7 @@ def results_json(a: Analysis) -> dict[str, Any]:
         ],
         "windows": [_plain(w) for w in run.windows],
         "reference_runs": [_plain(r) for r in run.reference],
+        "accuracy_items": [_plain(i) for i in run.accuracy],
     }
 
 
@@ -151,7 +161,8 @@ def table(a: Analysis) -> str:
     run, cfg = a.run, a.run.config
     lines = [
         f"{cfg.model} on {run.environment.get('gpu') or run.environment['device']}; anchor "
-        f"{a.anchor}; {cfg.repeats} repeats x {cfg.window_s:g} s windows; "
+        f"{a.anchor}; repeats {_repeats(a.scored_repeats)} scored x {cfg.window_s:g} s windows "
+        f"({cfg.burn_in} burn-in pass(es) not scored); "
         + (
             f"fixed {cfg.max_tokens} new tokens per query"
             if cfg.lengths == "fixed"
@@ -222,7 +233,11 @@ def table(a: Analysis) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _warnings(run: BenchRun, cells: Sequence[CellSummary]) -> tuple[str, ...]:
+def _repeats(repeats: Sequence[int]) -> str:
+    return ",".join(str(r) for r in repeats)
+
+
+def _warnings(run: BenchRun, cells: Sequence[CellSummary], repeats: int) -> tuple[str, ...]:
     cfg = run.config
     out = []
     if cfg.window_s < METHOD_WINDOW_S:
@@ -230,8 +245,8 @@ def _warnings(run: BenchRun, cells: Sequence[CellSummary]) -> tuple[str, ...]:
             f"windows of {cfg.window_s:g} s are below the {METHOD_WINDOW_S:g} s "
             "steady-state minimum: not the method's figures"
         )
-    if cfg.repeats < METHOD_REPEATS:
-        out.append(f"{cfg.repeats} repeat(s): the method asks for at least {METHOD_REPEATS}")
+    if repeats < METHOD_REPEATS:
+        out.append(f"{repeats} scored repeat(s): the method asks for at least {METHOD_REPEATS}")
     if run.energy_unavailable:
         out.append(f"energy unavailable: {run.energy_unavailable}")
     if cfg.lengths == "fixed":

@@ -8,7 +8,11 @@ Order of work (one process, one GPU):
 2. Warm-up: one short wave (4 tokens) per variant and batch size, so first-use kernel costs
    (cuBLAS heuristics, bitsandbytes set-up) stay out of the windows.
 3. For each repeat, for each batch size, for each variant (the variants' order rotated every
-   repeat): one steady-state window (:mod:`bench.cells`), then ``cooldown_s`` idle.
+   repeat): one steady-state window (:mod:`bench.cells`), then ``cooldown_s`` idle. The first
+   ``burn_in`` passes (numbered 0, -1, ...) are measured the same way, kept in the results and
+   left out of every statistic: on the lent H200 the first pass after the process started ran
+   up to 3x slower than the later ones at the same clocks (docs/trap-h200.md), a start-up
+   effect that a per-cell warm-up of seconds does not remove.
 4. Accuracy (real weights only): the evaluation set through each variant's engine.
 5. The reference path: HF ``generate`` on each variant's model at ``reference_batches``.
 """
@@ -62,6 +66,8 @@ class BenchConfig:
     hli_power_w: float | None
     device: Literal["auto", "cpu", "cuda"]
     reference_batches: tuple[int, ...]
+    burn_in: int = 1
+    """Unscored passes over every cell before the repeats (see the module docstring)."""
     seed: int = 1001
     scratch: Path | None = None
 
@@ -71,7 +77,7 @@ class BenchConfig:
         evals = n if self.dataset else 0
         return (
             n * len(self.batch_sizes)
-            + self.repeats * len(self.batch_sizes) * n
+            + (self.burn_in + self.repeats) * len(self.batch_sizes) * n
             + evals
             + n * len(self.reference_batches) * self.repeats
         )
@@ -145,7 +151,7 @@ async def _sweep(
                 await run_wave(backend, [prompts[i % len(prompts)] for i in range(size)], 4, "warm")
                 tick(f"warm-up {variant} b{size}")
         windows: list[Window] = []
-        for repeat in range(1, config.repeats + 1):
+        for repeat in range(1 - config.burn_in, config.repeats + 1):
             for size in config.batch_sizes:
                 shift = (repeat - 1) % len(config.variants)
                 order = config.variants[shift:] + config.variants[:shift]

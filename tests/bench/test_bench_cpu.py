@@ -43,8 +43,10 @@ def probe(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any
 
 def test_cells_follow_from_the_windows(probe: tuple[Path, dict[str, Any]]) -> None:
     _, result = probe
-    windows = result["windows"]
-    assert len(windows) == 2 * 2 * 3
+    every = result["windows"]
+    assert len(every) == 2 * 2 * (1 + 3)  # one burn-in pass (repeat 0), then three repeats
+    assert result["method"]["scored_repeats"] == [1, 2, 3]
+    windows = [w for w in every if w["repeat"] >= 1]
     assert {(w["variant"], w["batch_size"]) for w in windows} == {
         (v, b) for v in ("fp32", "nf4") for b in (1, 4)
     }
@@ -115,11 +117,43 @@ def test_plots_are_pngs(probe: tuple[Path, dict[str, Any]]) -> None:
         assert (out / f"{name}.png").read_bytes()[:8] == _PNG
 
 
+def test_replay_reanalyses_the_saved_windows(
+    probe: tuple[Path, dict[str, Any]], tmp_path: Path
+) -> None:
+    out, result = probe
+    again = tmp_path / "again"
+    assert (
+        main(["bench", "--replay", str(out / "bench.json"), "--out", str(again), "--no-plots"]) == 0
+    )
+    replayed = json.loads((again / "bench.json").read_text())
+    assert replayed["cells"] == result["cells"]
+    assert replayed["si"] == result["si"]
+    assert replayed["accuracy"] == result["accuracy"]
+    fewer = tmp_path / "fewer"
+    code = main(
+        ["bench", "--replay", str(out / "bench.json"), "--skip-repeats", "1", "--out", str(fewer),
+         "--no-plots"]
+    )  # fmt: skip
+    assert code == 0
+    skipped = json.loads((fewer / "bench.json").read_text())
+    assert skipped["method"]["scored_repeats"] == [2, 3]
+    cell = skipped["cells"][0]
+    rates = [
+        w["tokens"] / w["seconds"]
+        for w in result["windows"]
+        if (w["variant"], w["batch_size"]) == (cell["variant"], cell["batch_size"])
+        and w["repeat"] in (2, 3)
+    ]
+    assert cell["tokens_per_s"]["mean"] == pytest.approx(sum(rates) / 2)
+    assert any("2 scored repeat(s)" in w for w in skipped["method"]["warnings"])
+
+
 def test_random_preset_has_fixed_lengths_and_no_accuracy(tmp_path: Path) -> None:
     result = _run(
         tmp_path,
         "--model", "random:tiny", "--variants", "fp32,int8", "--batch-sizes", "1,2",
         "--max-tokens", "8", "--reference-batches", "1,2", "--scratch", str(tmp_path),
+        "--burn-in", "0",
     )  # fmt: skip
     assert result["accuracy"] == {}
     assert result["config"]["dataset"] is None and result["method"]["lengths"] == "fixed"
@@ -143,6 +177,8 @@ def test_random_preset_has_fixed_lengths_and_no_accuracy(tmp_path: Path) -> None
         (["--rated-power-w", "300"], "--rated-power-w"),
         (["--energy", "hli"], "--energy"),
         (["--model", "random:gpt-9"], "random:qwen3-0.6b"),
+        (["--burn-in", "-1"], "--burn-in"),
+        (["--replay", "/nonexistent/bench.json"], "--replay"),
     ],
 )
 def test_bad_arguments_exit_2_naming_the_option(
