@@ -132,10 +132,17 @@ class BatchVerdict:
                 )
             tail = "" if self.stays_below else "; not below at every larger size"
             return f"B* = {self.b_star:.1f}{spread}{tail}"
-        if self.kind == "below_everywhere":
+        if self.kind == "below_everywhere" and self.stays_below:
             return (
                 f"no trap at any measured batch size: cheaper than {self.anchor} "
                 f"from B = {sizes[0]}"
+            )
+        if self.kind == "below_everywhere":
+            over = [b for b in sizes if self.ratio_by_batch[b] >= 1.0]
+            return (
+                f"no single B*: cheaper than {self.anchor} at B = {sizes[0]} but not at "
+                f"B = {', '.join(map(str, over))} (energy ratio "
+                f"{self.ratio_by_batch[over[0]]:.2f} at B = {over[0]})"
             )
         if self.kind == "deepens":
             return (

@@ -136,7 +136,13 @@ def test_no_crossing_says_whether_the_trap_deepens() -> None:
     windows = _energy_windows({1: 0.8, 4: 0.7})
     cells = summarise_cells(windows, lengths="fixed", fixed_tokens=10)
     v = batch_verdict(windows, cells, "bf16", "int8")
-    assert v is not None and v.kind == "below_everywhere"
+    assert v is not None and v.kind == "below_everywhere" and v.stays_below
+    assert v.text.startswith("no trap at any measured batch size")
+    windows = _energy_windows({1: 0.8, 4: 0.9, 64: 1.2})
+    cells = summarise_cells(windows, lengths="fixed", fixed_tokens=10)
+    v = batch_verdict(windows, cells, "bf16", "int8")
+    assert v is not None and v.kind == "below_everywhere" and not v.stays_below
+    assert v.text.startswith("no single B*") and "B = 64" in v.text
 
 
 def test_b_star_needs_energy() -> None:
