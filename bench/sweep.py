@@ -25,7 +25,7 @@ import gc
 import platform
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,7 +96,7 @@ class BenchRun:
     energy_unavailable: str
     """Why there is no NVML energy ('' when there is)."""
     idle: GpuState | None = None
-    notes: tuple[str, ...] = field(default=())
+    """The GPU's state before the first warm-up (clocks and power at idle)."""
 
 
 async def run_bench(config: BenchConfig, progress: Progress | None = None) -> BenchRun:
