@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port to listen on (default from config: 8000)")
     serve.set_defaults(handler=_serve)
     # Each package owns its commands; the CLI only gathers them.
+    from bench.commands import add_commands as add_bench_commands
     from grafana.commands import add_commands as add_grafana_commands
     from proxy.status_cli import add_commands as add_status_commands
     from scoring.io.commands import add_commands as add_scoring_commands
@@ -58,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_commands(sub)
     add_telemetry_commands(sub)
     add_grafana_commands(sub, lambda path: load_settings(path).scoring)
+    add_bench_commands(sub)
     return parser
 
 
