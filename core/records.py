@@ -94,6 +94,8 @@ class RequestRecord:
     gets a fresh one (energy is booked under it), while ``request_id`` is the client's."""
     agent_chain_position: int = 0
     """Calls seen before this one sharing its session id or client trace id (primaries only)."""
+    response_id: str | None = None
+    """The upstream's id of its answer (``chatcmpl-…``, ``resp_…``, ``msg_…``)."""
 
     @property
     def ok(self) -> bool:

@@ -78,7 +78,13 @@ class QuanttrapApp:
         self._on_startup = list(on_startup)
         self._on_shutdown = list(on_shutdown)
         environ = os.environ if environ is None else environ
-        self.keys = KeyChecker.from_environ(environ, settings.server.api_keys_env)
+        server = settings.server
+        self.keys = KeyChecker.from_environ(
+            environ,
+            server.api_keys_env,
+            server.monitoring_keys_env,
+            protect_metrics=server.protect_metrics,
+        )
         self._hot: dict[str, HotRoute] = {
             path: HotRoute(self.service, settings, self.keys, operation)
             for path, operation in HOT_ROUTES.items()
@@ -100,23 +106,23 @@ class QuanttrapApp:
         api.add_exception_handler(HTTPException, _http_error)
         api.add_exception_handler(RequestValidationError, _validation_error)
         api.add_exception_handler(Exception, _internal_error)
-        monitoring = self.settings.server.protect_metrics
-        guard = [Depends(self.keys.dependency)] if monitoring else []
+        health = [Depends(self.keys.health)]
         api.add_api_route(
-            "/healthz", self._healthz, methods=["GET"], dependencies=guard, tags=["health"],
+            "/healthz", self._healthz, methods=["GET"], dependencies=health, tags=["health"],
             summary="Alive",
         )  # fmt: skip
         api.add_api_route(
-            "/readyz", self._readyz, methods=["GET"], dependencies=guard, tags=["health"],
+            "/readyz", self._readyz, methods=["GET"], dependencies=health, tags=["health"],
             summary="Each model's primary variant reachable (no inference)",
         )  # fmt: skip
         api.add_api_route(
-            "/metrics", self._metrics_route, methods=["GET"], dependencies=guard,
+            "/metrics", self._metrics_route, methods=["GET"],
+            dependencies=[Depends(self.keys.metrics)],
             tags=["monitoring"], summary="Prometheus metrics",
         )  # fmt: skip
         api.add_api_route(
             "/v1/models", self._list_models, methods=["GET"],
-            dependencies=[Depends(self.keys.dependency)], tags=["OpenAI"],
+            dependencies=[Depends(self.keys.client)], tags=["OpenAI"],
             summary="The configured models",
         )  # fmt: skip
         for path, route in self._hot.items():
@@ -135,13 +141,11 @@ class QuanttrapApp:
         api.openapi = openapi  # type: ignore[method-assign]
         return api
 
-    def add_api_route(
-        self, path: str, endpoint: Callable[..., Any], *, auth: bool, **kwargs: Any
-    ) -> None:
-        """Register another FastAPI route (the status API, admin routes); ``auth`` requires a
-        client key when keys are configured. ``endpoint`` may raise :class:`APIError`."""
-        deps = [Depends(self.keys.dependency)] if auth else []
-        self.api.add_api_route(path, endpoint, dependencies=deps, **kwargs)
+    def add_status_route(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        """Register a status or admin route (``/quanttrap/...``): it needs a monitoring or
+        client key whenever keys are configured (:mod:`proxy.auth`). ``endpoint`` may raise
+        :class:`APIError`."""
+        self.api.add_api_route(path, endpoint, dependencies=[Depends(self.keys.status)], **kwargs)
 
     def add_record_sink(self, sink: RecordSink) -> None:
         """Also hand every finished attempt's record to ``sink`` (cheap, never raises)."""

@@ -112,8 +112,11 @@ class ServerConfig(_Strict):
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     api_keys_env: str = "QUANTTRAP_API_KEYS"
     """Environment variable with comma-separated client API keys; unset or empty = no auth."""
+    monitoring_keys_env: str = "QUANTTRAP_MONITORING_KEYS"
+    """Environment variable with comma-separated monitoring keys: when set, ``/metrics`` needs
+    one, and the status routes accept one (see ``proxy/auth.py``)."""
     protect_metrics: bool = False
-    """Require an API key on ``/metrics`` and the health routes too."""
+    """Require a client API key on ``/metrics`` and the health routes too."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
 

@@ -13,17 +13,22 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from backends.base import Backend, BackendRequest, BackendResponse
 from core.records import AttemptOutcome, RequestRecord
 from proxy.context import Attempt, RequestContext
-from proxy.errors import error_body
+from proxy.errors import APIError
 from proxy.evaluation_tags import prompt_text
-from proxy.openai_format import Accumulator, parse_body
-from proxy.streaming import SSE_HEADERS, Send, forward_stream, with_usage
+from proxy.formats import ResponseReader, reader_for
+from proxy.formats._reader import load_object
+from proxy.openai_format import Accumulator
+from proxy.operations import OPERATIONS
+from proxy.streaming import SSE_HEADERS, Send, forward_stream, forward_typed_stream, with_usage
 from telemetry import RequestObserver, Telemetry, TelemetryFacts
+from telemetry.request import NO_FACTS
 
 __all__ = ["AttemptPipeline", "Relayed", "build_record", "failed"]
 
@@ -31,6 +36,7 @@ log = logging.getLogger("quanttrap.proxy")
 
 _JSON = b"application/json"
 OnRecord = Callable[[RequestRecord], None]
+Journal = Callable[[RequestRecord], Awaitable[object]]
 
 
 @dataclass(slots=True)
@@ -39,7 +45,7 @@ class Relayed:
 
     status: int
     error_type: str | None
-    reader: Accumulator
+    reader: ResponseReader
     batch_size: int | None = None
 
 
@@ -55,6 +61,9 @@ class AttemptPipeline:
         self._backends = backends
         self._bits = bits
         self._telemetry = telemetry
+        self.journal: Journal | None = None
+        """Awaited with a provisional record before the last byte of evaluation traffic (the
+        evaluation store's write-ahead journal, attached by the composition root)."""
 
     def observe(self, ctx: RequestContext, attempt: Attempt) -> RequestObserver:
         return self._telemetry.start_attempt(
@@ -79,7 +88,7 @@ class AttemptPipeline:
         backend = self._backends[ctx.model, attempt.variant]
         upstream = obs.upstream_headers()
         headers = {**ctx.forward_headers, **ctx.trace_headers, **upstream}
-        body = with_usage(ctx.body) if ctx.stream and ctx.endpoint != "embeddings" else ctx.body
+        body = with_usage(ctx.body) if ctx.stream and SPECS[ctx.operation].asks_usage else ctx.body
         request = BackendRequest(
             ctx.endpoint,
             body,
@@ -100,33 +109,44 @@ class AttemptPipeline:
         send: Send,
     ) -> Relayed:
         """Pass ``response`` on to ``send``, reading it as it goes."""
+        spec = SPECS[ctx.operation]
         headers = [
             (b"x-quanttrap-variant", attempt.variant.encode()),
             (b"x-request-id", ctx.request_id.encode()),
+            *response.headers,
         ]
-        reader = Accumulator(attempt.started)
+        reader = reader_for(ctx.operation, attempt.started)
         batch = response.info.batch_size
+        journal = self.journal
+        if journal is not None and ctx.expected_answer is not None and ctx.role != "shadow":
+            send = self._journal_first(ctx, attempt, reader, batch, response.status, send, journal)
         if response.streaming:
             await send(
                 {"type": "http.response.start", "status": 200, "headers": SSE_HEADERS + headers}
             )
             counts = not self._backends[ctx.model, attempt.variant].reports_tokens
-            wants_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
-            broke = await forward_stream(
-                response, reader, send, wants_usage, ctx, obs if counts else None
-            )
+            h = obs if counts else None
+            if spec.typed_events:
+                broke = await forward_typed_stream(
+                    response, reader, send, ctx, h, anthropic=spec.error_shape == "anthropic"
+                )
+            else:
+                assert isinstance(reader, Accumulator)
+                wants_usage = bool((ctx.body.get("stream_options") or {}).get("include_usage"))
+                broke = await forward_stream(response, reader, send, wants_usage, ctx, h)
             return Relayed(200, broke, reader, response.info.batch_size or batch)
         status = response.status
         body = response.body
-        parse_body(reader, body)
+        obj = load_object(body)
+        if obj is not None:
+            reader.add_body(obj)
         error_type: str | None = None
         if status >= 400:
             error_type = str((reader.error or {}).get("type") or "upstream_client_error")
-            if reader.error is None:  # not an OpenAI error body: wrap it so clients can parse it
-                body = error_body(
-                    f"upstream answered HTTP {status}: {body[:200].decode(errors='replace')}",
-                    type="upstream_error",
-                )
+            if reader.error is None:  # not an error body the client can parse: wrap it
+                message = f"upstream answered HTTP {status}: {body[:200].decode(errors='replace')}"
+                error = APIError(status, message, type="upstream_error")
+                body = error.anthropic_body() if spec.error_shape == "anthropic" else error.body()
         elif reader.error is not None:
             error_type = str(reader.error.get("type") or "upstream_error")
         ctx.ending = True
@@ -139,6 +159,32 @@ class AttemptPipeline:
         )
         await send({"type": "http.response.body", "body": body})
         return Relayed(status, error_type, reader, batch)
+
+    def _journal_first(
+        self,
+        ctx: RequestContext,
+        attempt: Attempt,
+        reader: ResponseReader,
+        batch: int | None,
+        status: int,
+        send: Send,
+        journal: Journal,
+    ) -> Send:
+        """``send``, but the last body message waits until the evaluation is journaled, so
+        that an answer the client has seen is never lost to a crash (the full record, with
+        energy, replaces the journaled one later)."""
+        bits = self._bits[ctx.model, attempt.variant]
+
+        async def guarded(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                outcome = _outcome(ctx, attempt, Relayed(status, None, reader, batch))
+                try:
+                    await journal(build_record(ctx, attempt, bits, outcome, NO_FACTS))
+                except Exception:  # the store says what failed; the answer still goes out
+                    log.exception("evaluation journal failed")
+            await send(message)
+
+        return guarded
 
     def finish(
         self,
@@ -170,6 +216,9 @@ def failed(status: int, error_type: str, started: float) -> Relayed:
     return Relayed(status, error_type, Accumulator(started))
 
 
+SPECS = {spec.operation: spec for spec in OPERATIONS}
+
+
 def _outcome(ctx: RequestContext, attempt: Attempt, relayed: Relayed) -> AttemptOutcome:
     reader = relayed.reader
     prompt_tokens, completion_tokens = reader.tokens()
@@ -179,10 +228,14 @@ def _outcome(ctx: RequestContext, attempt: Attempt, relayed: Relayed) -> Attempt
         duration_s=time.perf_counter() - attempt.started,
         stream=ctx.stream,
         time_to_first_token_s=reader.ttft_s,
+        time_to_first_content_s=reader.ttfc_s,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
+        reasoning_tokens=reader.reasoning_tokens,
         finish_reason=reader.finish_reason,
         text=reader.text,
+        reasoning_text=reader.reasoning_text,
+        tool_calls=reader.tool_calls,
         batch_size=relayed.batch_size,
         response_id=reader.response_id,
         response_model=reader.response_model,
@@ -233,4 +286,5 @@ def build_record(
         energy_method=facts.energy_method,
         attempt_id=attempt.attempt_id,
         agent_chain_position=facts.agent_chain_position,
+        response_id=outcome.response_id,
     )

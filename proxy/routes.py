@@ -15,16 +15,15 @@ from typing import Any, Final
 
 import orjson
 
-from backends.base import Endpoint
 from core.records import Operation
 from proxy.auth import KeyChecker
 from proxy.config import ProxySettings
 from proxy.context import RequestContext, new_id
 from proxy.errors import APIError
 from proxy.evaluation_tags import EVAL_KEYS, parse_reference_depth, take_evaluation_tags
-from proxy.openai_format import validate_request
+from proxy.operations import OPERATIONS, ErrorShape
 from proxy.service import RequestService
-from telemetry.hops import count_prior_turns
+from proxy.validation import validate_body
 
 __all__ = ["HOT_ROUTES", "HotRoute", "Receive", "Scope", "Send"]
 
@@ -34,20 +33,20 @@ Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-HOT_ROUTES: Final[dict[str, Operation]] = {
-    "/v1/chat/completions": "chat",
-    "/v1/completions": "text_completion",
-}
+HOT_ROUTES: Final[dict[str, Operation]] = {spec.path: spec.operation for spec in OPERATIONS}
 """Path → operation of every hot route."""
 
-_ENDPOINTS: Final[dict[Operation, Endpoint]] = {
-    "chat": "chat",
-    "text_completion": "completions",
-    "responses": "responses",
-    "messages": "messages",
-    "embeddings": "embeddings",
-}
+_SPECS: Final = {spec.operation: spec for spec in OPERATIONS}
 _TRACE = {b"traceparent": "traceparent", b"tracestate": "tracestate"}
+_FORWARD: Final = {
+    name.encode(): name
+    for name in ("idempotency-key", "user-agent", "anthropic-version", "anthropic-beta",
+                 "openai-beta")
+}  # fmt: skip
+"""Client headers passed upstream as they came: agents rely on them (retries that must not
+run twice, the SDK's identity, the API version). ``Authorization`` never is: the upstream
+gets its own key."""
+_MAX_FORWARDED = 1024
 _MAX_ID = 128
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -65,7 +64,8 @@ class HotRoute:
         self._service = service
         self._keys = keys
         self._operation = operation
-        self._endpoint = _ENDPOINTS[operation]
+        self._spec = _SPECS[operation]
+        self._endpoint = self._spec.endpoint
         self._max_body = settings.server.max_body_bytes
         self._session_header = settings.telemetry.session_header.lower().encode("latin-1")
 
@@ -85,24 +85,23 @@ class HotRoute:
             else:
                 await self._service.handle(ctx, send)
         except APIError as exc:
-            await _send_error(send, exc)
+            await _send_error(send, exc, self._spec.error_shape)
         except Exception:
             # Nothing may surface as a bare 500 with a traceback; log it for the operator.
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            await _send_error(
-                send,
-                APIError(
-                    500,
-                    "The proxy hit an internal error; see its log.",
-                    type="server_error",
-                    code="internal_error",
-                ),
+            error = APIError(
+                500,
+                "The proxy hit an internal error; see its log.",
+                type="server_error",
+                code="internal_error",
             )
+            await _send_error(send, error, self._spec.error_shape)
 
     def _context(self, scope: Scope) -> RequestContext:
         """The request's context from its headers (the body comes next)."""
         ctx = RequestContext(self._operation, self._endpoint, "", {})
         trace: dict[str, str] = {}
+        forward: dict[str, str] = {}
         request_id = None
         session = self._session_header
         for name, value in scope["headers"]:
@@ -112,6 +111,8 @@ class HotRoute:
                 ctx.pinned = value.decode("latin-1")
             elif name in _TRACE:
                 trace[_TRACE[name]] = value.decode("latin-1")
+            elif name in _FORWARD and len(value) <= _MAX_FORWARDED:
+                forward[_FORWARD[name]] = value.decode("latin-1")
             elif name == session:
                 ctx.session_id = value.decode("latin-1")[:_MAX_ID] or None
             elif name == b"x-quanttrap-expected":
@@ -126,7 +127,8 @@ class HotRoute:
             request_id = new_id()
         ctx.request_id = request_id
         ctx.trace_headers = trace
-        ctx.forward_headers = {"x-request-id": request_id}
+        forward["x-request-id"] = request_id
+        ctx.forward_headers = forward
         return ctx
 
     def _parse(self, raw: bytes, ctx: RequestContext) -> dict[str, Any]:
@@ -139,13 +141,12 @@ class HotRoute:
                 "expects a JSON payload.",
                 code="invalid_json",
             ) from None
-        validate_request(self._endpoint, body)
-        if not isinstance(body, dict):  # validate_request refuses it; this narrows the type
+        if not isinstance(body, dict):
             raise APIError(400, "The request body must be a JSON object.")
+        validate_body(self._operation, body)
         metadata = body.get("metadata")
         if isinstance(metadata, dict) and EVAL_KEYS & metadata.keys():
             body = take_evaluation_tags(body, metadata, ctx)
-        ctx.agent_turns_before = count_prior_turns(body.get("messages"))
         parsed: dict[str, Any] = body
         return parsed
 
@@ -200,11 +201,12 @@ def _too_large(limit: int) -> APIError:
     )
 
 
-async def _send_error(send: Send, exc: APIError) -> None:
+async def _send_error(send: Send, exc: APIError, shape: ErrorShape) -> None:
+    body = exc.anthropic_body() if shape == "anthropic" else exc.body()
     try:
         await send({"type": "http.response.start", "status": exc.status,
-                    "headers": _JSON_HEADERS})  # fmt: skip
-        await send({"type": "http.response.body", "body": exc.body()})
+                    "headers": [*_JSON_HEADERS, *exc.headers]})  # fmt: skip
+        await send({"type": "http.response.body", "body": body})
     except RuntimeError:
         # The response had already started (a stream): it was ended with an error event.
         log.debug("could not send error %s: response already started", exc.status)

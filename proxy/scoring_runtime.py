@@ -32,6 +32,7 @@ from backends.base import Backend
 from core.records import RequestRecord, ShadowPair
 from proxy.canary import CanaryRunner
 from proxy.config import ConfigError, ProxySettings
+from proxy.shadow_sampling import ShadowSamplingStats
 from scoring.comparison import compare_pair
 from scoring.config import ScoringConfig
 from scoring.evaluation import Processed, process_record
@@ -109,6 +110,8 @@ class ScoringRuntime:
             "reloaded_comparisons": 0,
         }
         self.canary: CanaryRunner | None = None
+        self.shadow_coverage: Callable[[], Mapping[str, ShadowSamplingStats]] | None = None
+        """Per model, how the shadow cap is shared by batch-size bucket (set at assembly)."""
         """The canary prober when ``scoring.canary.enabled`` (set by :func:`attach_scoring`)."""
 
     # -- the request path: O(1), never raises ------------------------------------------------

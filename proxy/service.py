@@ -16,15 +16,18 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 
 from backends.base import Backend, BackendError, BackendResponse, BackendUnavailable
+from core.buckets import batch_bucket
 from core.records import RequestRecord
 from proxy.config import ModelConfig, ProxySettings
 from proxy.context import Attempt, RequestContext
 from proxy.errors import APIError, from_backend_error
-from proxy.pipeline import AttemptPipeline, Relayed, failed
+from proxy.pipeline import SPECS, AttemptPipeline, Relayed, failed
+from proxy.response_chain import ChainEntry, ResponseChain
 from proxy.routing import Router
 from proxy.shadow import PairSink, PendingPair, ShadowDispatcher
 from proxy.streaming import Send, discard
 from telemetry import RequestObserver, Telemetry
+from telemetry.hops import agent_hop_position
 
 __all__ = ["RecordSink", "RequestService"]
 
@@ -60,6 +63,8 @@ class RequestService:
             )
             for m in settings.models
         }
+        self.chain = ResponseChain()
+        """Which variant produced which Responses answer (follow-ups go back to it)."""
         self.in_flight: dict[tuple[str, str], int] = dict.fromkeys(bits, 0)
         """(model, first-choice variant) -> requests being served now (canaries yield to it)."""
 
@@ -78,11 +83,29 @@ class RequestService:
         """Serve ``ctx`` and answer through ``send``; raises :class:`APIError` when no
         variant could answer (the app turns it into the error response)."""
         model = self.model(ctx.model)
+        previous = ctx.body.get("previous_response_id") if ctx.operation == "responses" else None
+        previous_hop = None
+        if isinstance(previous, str):
+            # A follow-up goes to the variant that holds the conversation, and only there.
+            entry = self.chain.lookup(model.name, previous)
+            if ctx.pinned is not None and ctx.pinned != entry.variant:
+                raise APIError(
+                    400,
+                    f"previous_response_id {previous!r} was produced by variant "
+                    f"{entry.variant!r}, but X-Quanttrap-Variant pins {ctx.pinned!r}.",
+                    param="previous_response_id",
+                    code="variant_conflict",
+                )
+            ctx.pinned, previous_hop = entry.variant, entry.hop
+        ctx.agent_turns_before = agent_hop_position(
+            ctx.operation, ctx.body, previous_hop=previous_hop
+        )
         order = self.routers[model.name].order(ctx.pinned)
         key = (model.name, order[0])
         pending = None
-        if ctx.role == "primary" and ctx.operation != "embeddings":
-            pending = self.shadows[model.name].maybe_launch(order[0], ctx)
+        if ctx.role == "primary" and SPECS[ctx.operation].shadowable:
+            bucket = batch_bucket(self.in_flight[key] + 1)
+            pending = self.shadows[model.name].maybe_launch(order[0], ctx, bucket)
         self.in_flight[key] += 1
         try:
             await self._serve(ctx, order, send, pending)
@@ -120,6 +143,8 @@ class RequestService:
         if response is None:
             raise from_backend_error(errors)
         on_record = self._emit if pending is None else self._primary_sink(pending)
+        if ctx.operation == "responses":
+            on_record = self._chaining(on_record)
         tried = tuple(name for name, _ in errors)
         try:
             relayed = await pipeline.relay(ctx, attempt, response, obs, send)
@@ -148,6 +173,17 @@ class RequestService:
         self.pipeline.finish(
             ctx, attempt, obs, failed(499, "cancelled", attempt.started), on_record
         )
+
+    def _chaining(self, sink: RecordSink) -> RecordSink:
+        """``sink``, after remembering which variant produced a Responses answer."""
+
+        def remember(record: RequestRecord) -> None:
+            if record.ok and record.response_id:
+                entry = ChainEntry(record.model, record.variant, record.agent_turns_before)
+                self.chain.remember(record.response_id, entry)
+            sink(record)
+
+        return remember
 
     def _primary_sink(self, pending: PendingPair) -> Callable[[RequestRecord], None]:
         def sink(record: RequestRecord) -> None:

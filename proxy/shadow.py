@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from core.buckets import BATCH_BUCKETS
 from core.records import RequestRecord, ShadowPair
 from proxy.config import ModelConfig
 from proxy.context import RequestContext, new_id
+from proxy.shadow_sampling import ShadowSampler
 
 __all__ = ["PairSink", "PendingPair", "ShadowDispatcher"]
 
@@ -62,10 +65,14 @@ class ShadowDispatcher:
         self._rate = model.shadow.sample_rate
         self._variants = model.shadow.variants
         self._cap = model.shadow.max_concurrency
+        # The cap is shared fairly among the batch-size buckets that have traffic, so that a
+        # busy bucket cannot starve the others of evidence (proxy/shadow_sampling.py).
+        self.sampler = ShadowSampler(self._cap, clock=time.monotonic, buckets=BATCH_BUCKETS[:-1])
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.counts: Counter[tuple[str, str]] = Counter()
-        """(variant, outcome) -> count; outcome is sent, completed, failed or dropped."""
+        """(variant, outcome) -> count; outcome is sent, completed, failed, dropped (over the
+        bucket's share of the cap) or skipped (a Responses follow-up the shadow never saw)."""
 
     def _count(self, variant: str, outcome: str) -> None:
         self.counts[variant, outcome] += 1
@@ -79,40 +86,53 @@ class ShadowDispatcher:
     def in_flight(self) -> int:
         return self._in_flight
 
-    def maybe_launch(self, primary_variant: str, ctx: RequestContext) -> PendingPair | None:
-        """Decide whether to mirror this request; if so start the copies and return the pair."""
+    def maybe_launch(
+        self, primary_variant: str, ctx: RequestContext, bucket: str
+    ) -> PendingPair | None:
+        """Decide whether to mirror this request; if so start the copies and return the pair.
+
+        ``bucket`` is the batch-size bucket the primary runs in (its variant's requests in
+        flight): copies are admitted by that bucket's share of the cap.
+        """
         if not self._variants or self._rng.random() >= self._rate:
             return None
         targets = [v for v in self._variants if v != primary_variant]
         if not targets:
             return None
+        if ctx.operation == "responses" and ctx.body.get("previous_response_id"):
+            # The shadow never saw the conversation the upstream stored: nothing to compare.
+            for variant in targets:
+                self._count(variant, "skipped")
+            return None
         pending = PendingPair(new_id())
         # The same call, marked for the upstream as a shadow copy so its operators can tell.
         copy = ctx.shadow_copy(pending.pair_id)
         for variant in targets:
-            if self._in_flight >= self._cap:
+            if not self.sampler.admit(bucket):
                 self._count(variant, "dropped")
                 task = asyncio.create_task(self._emit_dropped(variant, pending))
             else:
                 self._in_flight += 1
                 self._count(variant, "sent")
-                task = asyncio.create_task(self._shadow(variant, copy, pending))
+                task = asyncio.create_task(self._shadow(variant, copy, pending, bucket))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         return pending
 
-    async def _shadow(self, variant: str, ctx: RequestContext, pending: PendingPair) -> None:
+    async def _shadow(
+        self, variant: str, ctx: RequestContext, pending: PendingPair, bucket: str
+    ) -> None:
         try:
             record = await self._run(variant, ctx)
         except asyncio.CancelledError:
-            self._in_flight -= 1
             raise
         except Exception:  # a shadow must never take anything else down
             log.exception("shadow copy to %s/%s failed unexpectedly", self.model.name, variant)
-            self._in_flight -= 1
             self._count(variant, "failed")
             return
-        self._in_flight -= 1
+        finally:
+            self._in_flight -= 1
+            self.sampler.release(bucket)
         self._count(variant, "completed" if record.ok else "failed")
         primary = await pending.primary()
         self._publish(ShadowPair(pending.pair_id, primary, record))
@@ -121,7 +141,10 @@ class ShadowDispatcher:
         primary = await pending.primary()
         self._publish(
             ShadowPair(
-                pending.pair_id, primary, None, dropped_reason=f"concurrency cap ({self._cap})"
+                pending.pair_id,
+                primary,
+                None,
+                dropped_reason=f"concurrency cap ({self._cap}, shared by batch-size bucket)",
             )
         )
 

@@ -16,15 +16,16 @@ Routes (added by :func:`add_status_routes`):
 - ``GET /quanttrap/`` — the status page (``proxy/static``: plain HTML, JS and CSS, nothing
   loaded from elsewhere) that polls the status API.
 
-The status API and the page follow ``server.protect_metrics`` like ``/metrics``; the log
-routes may hold prompts (with content capture on) and always need an API key when keys are
-configured.
+Every route here needs a monitoring or client key whenever keys are configured (they show
+per-variant accuracy, and the logs may hold prompts with content capture on): see
+:mod:`proxy.auth`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -66,18 +67,17 @@ _MAX_LIMIT = 1000
 
 def add_status_routes(app: QuanttrapApp, runtime: ScoringRuntime) -> None:
     """Register the status API, the log queries and the page on ``app`` (FastAPI routes)."""
-    open_ = app.settings.server.protect_metrics
-    app.add_api_route(
-        STATUS_PATH, _status_endpoint(runtime), auth=open_, methods=["GET"],
+    app.add_status_route(
+        STATUS_PATH, _status_endpoint(runtime), methods=["GET"],
         tags=["status"], summary="The live SI table",
     )  # fmt: skip
-    app.add_api_route(
+    app.add_status_route(
         EVALUATIONS_PATH, _log_endpoint(runtime, "evaluations", _EVALUATION_FILTERS),
-        auth=True, methods=["GET"], tags=["status"], summary="The evaluation log",
+        methods=["GET"], tags=["status"], summary="The evaluation log",
     )  # fmt: skip
-    app.add_api_route(
+    app.add_status_route(
         COMPARISONS_PATH, _log_endpoint(runtime, "shadow_comparisons", _COMPARISON_FILTERS),
-        auth=True, methods=["GET"], tags=["status"], summary="The shadow comparison log",
+        methods=["GET"], tags=["status"], summary="The shadow comparison log",
     )  # fmt: skip
     files = resources.files("proxy.static")
     for name, content_type in _STATIC.items():
@@ -86,8 +86,9 @@ def add_status_routes(app: QuanttrapApp, runtime: ScoringRuntime) -> None:
         if name == "index.html":
             paths += [PAGE_PATH, PAGE_PATH.rstrip("/")]
         for path in paths:
-            app.add_api_route(path, endpoint, auth=open_, methods=["GET"],
-                              include_in_schema=path == PAGE_PATH)  # fmt: skip
+            app.add_status_route(
+                path, endpoint, methods=["GET"], include_in_schema=path == PAGE_PATH
+            )
 
 
 def status_json(runtime: ScoringRuntime) -> dict[str, Any]:
@@ -126,6 +127,7 @@ def status_json(runtime: ScoringRuntime) -> dict[str, Any]:
             "tune_samples": cfg.trap.tune_samples,
         },
         "canary": _canary_json(runtime),
+        "shadow_sampling": _shadow_json(runtime),
         "counters": dict(snap.counters) if snap else {},
         "models": [],
     }
@@ -306,7 +308,14 @@ def _canary_json(runtime: ScoringRuntime) -> dict[str, Any]:
                 {"model": m, "variant": v, "outcome": o, "count": n}
                 for (m, v, o), n in sorted(runner.counts.items())
             ]
+            out["budget"] = asdict(runner.budget_status())
     return out
+
+
+def _shadow_json(runtime: ScoringRuntime) -> dict[str, Any]:
+    """Per model: the shadow cap, its per-bucket shares and what ran or was dropped where."""
+    coverage = runtime.shadow_coverage
+    return {model: asdict(stats) for model, stats in coverage().items()} if coverage else {}
 
 
 # -- endpoints --------------------------------------------------------------------------------

@@ -16,10 +16,19 @@ import orjson
 from backends.base import BackendError, BackendResponse, BackendStreamError
 from proxy.context import RequestContext
 from proxy.errors import error_body
+from proxy.formats import ResponseReader
 from proxy.openai_format import Accumulator
 from telemetry import RequestObserver
 
-__all__ = ["SSE_HEADERS", "Send", "discard", "forward_stream", "loads_chunk", "with_usage"]
+__all__ = [
+    "SSE_HEADERS",
+    "Send",
+    "discard",
+    "forward_stream",
+    "forward_typed_stream",
+    "loads_chunk",
+    "with_usage",
+]
 
 log = logging.getLogger("quanttrap.proxy")
 
@@ -104,6 +113,68 @@ async def forward_stream(
     if acc.error is not None:
         error_type = str(acc.error.get("type") or "upstream_error")
     return error_type
+
+
+async def forward_typed_stream(
+    response: BackendResponse,
+    reader: ResponseReader,
+    send: Send,
+    ctx: RequestContext,
+    h: RequestObserver | None,
+    *,
+    anthropic: bool,
+) -> str | None:
+    """Forward a typed-event stream (Responses, Messages) block by block, byte for byte.
+
+    Each block (``event: <type>`` and its ``data:``) is read for the record and written as it
+    came; the backend ends the stream after the API's terminal event. A stream that breaks
+    part-way ends with the API's own ``error`` event.
+    """
+    batches = response.batches()
+    try:
+        async for blocks in batches:
+            seen = reader.chunks
+            for block in blocks:
+                obj = loads_chunk(_data_of(block))
+                if obj is not None:
+                    reader.add_chunk(obj)
+            if h is not None and reader.chunks > seen:
+                h.tokens(reader.chunks - seen)
+            body = b"\n\n".join(blocks) + b"\n\n"
+            await send({"type": "http.response.body", "body": body, "more_body": True})
+        ctx.ending = True
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+    except BackendError as exc:
+        log.warning("stream broke mid-way: %s", exc)
+        message = f"The upstream stream broke before it finished: {exc}"
+        payload: dict[str, Any] = (
+            {"type": "error", "error": {"type": "api_error", "message": message}}
+            if anthropic
+            else {"type": "error", "code": "stream_interrupted", "message": message, "param": None}
+        )
+        ctx.ending = True
+        event = b"event: error\ndata: " + orjson.dumps(payload) + b"\n\n"
+        await send({"type": "http.response.body", "body": event, "more_body": False})
+        return "upstream_stream_error"
+    finally:
+        if hasattr(batches, "aclose"):
+            await batches.aclose()
+        await response.aclose()
+    if reader.error is not None:
+        return str(reader.error.get("type") or "upstream_error")
+    return None
+
+
+def _data_of(block: bytes) -> bytes:
+    """The ``data`` of one SSE block (its ``data:`` lines joined)."""
+    start = block.find(b"data:")
+    if start == -1:
+        return b""
+    if b"\ndata:" not in block[start + 5 :]:
+        line = block[start + 5 :].split(b"\n", 1)[0]
+        return line.removeprefix(b" ")
+    lines = [ln[5:].removeprefix(b" ") for ln in block.split(b"\n") if ln.startswith(b"data:")]
+    return b"\n".join(lines)
 
 
 def loads_chunk(payload: bytes) -> dict[str, Any] | None:

@@ -89,6 +89,10 @@ def attach_scoring(
     runtime = ScoringRuntime(settings, app.backends, meter=meter)
     app.add_record_sink(runtime.record_sink)
     app.add_pair_sink(runtime.pair_sink)
+    # Evaluation traffic is journaled before its last byte goes out: a crash loses none.
+    app.service.pipeline.journal = runtime.journal
+    shadows = app.service.shadows
+    runtime.shadow_coverage = lambda: {m: d.sampler.stats() for m, d in shadows.items()}
     canary = None
     if settings.scoring.canary.enabled:
         canary = CanaryRunner(

@@ -51,7 +51,7 @@ from telemetry.vllm_scraper import UpstreamLoad, VllmMetricsScraper
 
 __all__ = ["ActiveTelemetry", "ShadowOutcome", "Telemetry"]
 
-ShadowOutcome = Literal["sent", "completed", "failed", "dropped"]
+ShadowOutcome = Literal["sent", "completed", "failed", "dropped", "skipped"]
 _DISABLED_BODY = b"# quanttrap telemetry is disabled (telemetry.enabled: false)\n"
 
 

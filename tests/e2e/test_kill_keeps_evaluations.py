@@ -31,11 +31,6 @@ def _count(store: Path) -> int:
         return int(conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the request pipeline does not await ScoringRuntime.journal() before the last "
-    "byte yet (the lead wires it into the new pipeline; see docs/reliability.md)",
-)
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_kill_9_after_the_last_answer_keeps_every_evaluation(tmp_path: Path, stream: bool) -> None:
     upstream = start_upstream("bf16", tmp_path, reply_words=6)

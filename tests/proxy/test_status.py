@@ -130,8 +130,9 @@ async def test_log_queries_validate_parameters_and_need_the_key(tmp_path: Path) 
             assert resp.json()["error"]["param"] == param
         ok = await h.client.get("/quanttrap/v1/evaluations?limit=5", headers=key)
         assert ok.status_code == 200 and ok.json()["data"] == []
-        # the live table is as open as /metrics (server.protect_metrics: false)
-        assert (await h.client.get("/quanttrap/v1/status")).status_code == 200
+        # the live table shows per-variant accuracy: it needs a key too when keys are set
+        assert (await h.client.get("/quanttrap/v1/status")).status_code == 401
+        assert (await h.client.get("/quanttrap/v1/status", headers=key)).status_code == 200
 
 
 async def test_log_routes_say_when_the_store_is_off() -> None:
