@@ -22,6 +22,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from telemetry.hops import agent_hop_position, prior_tool_calls_per_hop
 from tests.doubles.conftest import ServedDouble
 
 _RESPONSE_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -235,6 +236,8 @@ def test_messages_create_with_tool_use_and_round_trip(double: ServedDouble) -> N
         model="m", max_tokens=64, messages=history, tools=[_ANTHROPIC_TOOL]
     )  # type: ignore[arg-type]
     assert second.content[0].type == "text" and second.content[0].text == "The tool said: sunny"
+    sent = double.state.requests[1]["body"]
+    assert agent_hop_position("messages", sent) == 1  # the tool_result turn adds no hop
     raw = httpx.post(
         double.url + "/v1/messages", json={"model": "m", "max_tokens": 9, "messages": [user]}
     )
@@ -329,6 +332,10 @@ async def test_openai_agents_sdk_tool_round_trip(double: ServedDouble) -> None:
     assert paths == ["/v1/responses", "/v1/responses"]
     follow_up = double.state.requests[1]["body"]["input"]
     assert follow_up[-1]["type"] == "function_call_output"
+    # The SDK's own bodies, read as agent hops: the follow-up is the task's second round trip.
+    bodies = [r["body"] for r in double.state.requests]
+    assert [agent_hop_position("responses", b) for b in bodies] == [0, 1]
+    assert prior_tool_calls_per_hop("responses", bodies[1]) == (1,)
     await client.close()
 
 
