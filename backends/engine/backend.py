@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from typing import Protocol
 
 import orjson
 import torch
@@ -36,7 +35,7 @@ from backends.config import EngineBackendConfig
 from backends.engine.batcher import Batcher, Job, StepEvent, TokenHook
 from backends.engine.loader import LoadedModel, load_model
 from backends.engine.memory import MemoryReport, memory_report, weights_bytes
-from backends.engine.openai_format import ChunkWriter, completion_body, error_body
+from backends.engine.openai_format import DONE, ChunkWriter, completion_body, error_body
 from backends.engine.params import (
     InvalidRequest,
     SamplingRequest,
@@ -48,19 +47,6 @@ from backends.engine.responses_format import ResponsesWriter
 __all__ = ["EngineBackend"]
 
 logger = logging.getLogger(__name__)
-
-
-class _StreamWriter(Protocol):
-    """What makes a stream's payloads: :class:`ChunkWriter` (chat, completions) or
-    :class:`ResponsesWriter` (the Responses API)."""
-
-    def openings(self) -> list[bytes]: ...
-
-    def content(self, text: str) -> bytes: ...
-
-    def closings(
-        self, finish_reason: str, prompt_tokens: int, completion_tokens: int
-    ) -> list[bytes]: ...
 
 
 class _Tracker:
@@ -206,12 +192,11 @@ class EngineBackend:
             if first.error is not None:
                 raise BackendServerError(500, error_body(first.error, error_type="server_error"))
             if request.stream:
-                writer: _StreamWriter
                 if request.endpoint == "responses":
                     writer = _responses_writer(request, sampling)
+                    stream = self._stream_responses(writer, job, first, events, tracker)
                 else:
-                    writer = ChunkWriter(request.endpoint, sampling.model, sampling.include_usage)
-                stream = self._stream(writer, job, first, events, tracker)
+                    stream = self._stream(request, sampling, job, first, events, tracker)
                 return BackendResponse(
                     status=200, events=stream, content_type="text/event-stream", info=info
                 )
@@ -220,8 +205,8 @@ class EngineBackend:
             Batcher.cancel(job)
             raise
         if request.endpoint == "responses":
-            responses = _responses_writer(request, sampling)
-            body = responses.body(text, finish, len(prompt_ids), tracker.tokens)
+            writer = _responses_writer(request, sampling)
+            body = writer.body(text, finish, len(prompt_ids), tracker.tokens)
             return BackendResponse(status=200, body=body, info=info)
         body = completion_body(
             request.endpoint,
@@ -232,6 +217,32 @@ class EngineBackend:
             completion_tokens=tracker.tokens,
         )
         return BackendResponse(status=200, body=body, info=info)
+
+    async def _stream_responses(
+        self,
+        writer: ResponsesWriter,
+        job: Job,
+        event: StepEvent,
+        events: asyncio.Queue[StepEvent],
+        tracker: _Tracker,
+    ) -> AsyncIterator[bytes]:
+        """The Responses API's event sequence (no ``[DONE]``: that stream has none)."""
+        try:
+            for opening in writer.opening():
+                yield opening
+            while True:
+                if event.error is not None:
+                    raise BackendStreamError(f"variant {self.name!r}: {event.error}")
+                tracker.add(event)
+                if event.text:
+                    yield writer.delta(event.text)
+                if event.finish_reason is not None:
+                    break
+                event = await events.get()
+            for closing in writer.closing(event.finish_reason, len(job.prompt_ids), tracker.tokens):
+                yield closing
+        finally:
+            Batcher.cancel(job)  # as in _stream: a no-op at a normal end
 
     def _token_budget(self, sampling: SamplingRequest, prompt: int, loaded: LoadedModel) -> int:
         budget = min(sampling.max_tokens or self.config.max_new_tokens, self.config.max_new_tokens)
@@ -255,15 +266,17 @@ class EngineBackend:
 
     async def _stream(
         self,
-        writer: _StreamWriter,
+        request: BackendRequest,
+        sampling: SamplingRequest,
         job: Job,
         event: StepEvent,
         events: asyncio.Queue[StepEvent],
         tracker: _Tracker,
     ) -> AsyncIterator[bytes]:
-        """One loop for every streamed API; ``writer`` makes its payloads."""
+        writer = ChunkWriter(request.endpoint, sampling.model)
         try:
-            for opening in writer.openings():
+            opening = writer.opening()
+            if opening is not None:
                 yield opening
             while True:
                 if event.error is not None:
@@ -274,10 +287,10 @@ class EngineBackend:
                 if event.finish_reason is not None:
                     break
                 event = await events.get()
-            for closing in writer.closings(
-                event.finish_reason, len(job.prompt_ids), tracker.tokens
-            ):
-                yield closing
+            yield writer.finish(event.finish_reason)
+            if sampling.include_usage:
+                yield writer.usage(len(job.prompt_ids), tracker.tokens)
+            yield DONE
         finally:
             # Normal end: a no-op. Client gone (aclose): the worker drops the row next step.
             Batcher.cancel(job)

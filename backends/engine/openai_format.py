@@ -84,8 +84,6 @@ class ChunkWriter:
 
     endpoint: Endpoint
     model: str
-    include_usage: bool = False
-    """Whether the stream ends with a usage chunk (``stream_options.include_usage``)."""
     id: str = ""
     created: int = field(default_factory=lambda: int(time.time()))
 
@@ -134,19 +132,3 @@ class ChunkWriter:
 
     def usage(self, prompt_tokens: int, completion_tokens: int) -> bytes:
         return self._chunk([], usage=usage(prompt_tokens, completion_tokens))
-
-    # The engine's stream loop calls these three (as it does on ResponsesWriter).
-
-    def openings(self) -> list[bytes]:
-        """The payloads before the first token."""
-        opening = self.opening()
-        return [] if opening is None else [opening]
-
-    def closings(
-        self, finish_reason: str, prompt_tokens: int, completion_tokens: int
-    ) -> list[bytes]:
-        """The payloads after the last token: the finish chunk, the usage chunk, ``[DONE]``."""
-        out = [self.finish(finish_reason)]
-        if self.include_usage:
-            out.append(self.usage(prompt_tokens, completion_tokens))
-        return [*out, DONE]

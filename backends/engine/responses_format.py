@@ -139,7 +139,7 @@ class ResponsesWriter:
 
     # -- a stream ---------------------------------------------------------------------------
 
-    def openings(self) -> list[bytes]:
+    def opening(self) -> list[bytes]:
         """The events before the first token."""
         started = self._response("in_progress", None)
         empty = self._text_part("")
@@ -174,7 +174,7 @@ class ResponsesWriter:
             ),
         ]
 
-    def content(self, text: str) -> bytes:
+    def delta(self, text: str) -> bytes:
         """One ``response.output_text.delta``."""
         self._parts.append(text)
         return _dump(
@@ -189,7 +189,7 @@ class ResponsesWriter:
             )
         )
 
-    def closings(self, finish_reason: str, input_tokens: int, output_tokens: int) -> list[bytes]:
+    def closing(self, finish_reason: str, input_tokens: int, output_tokens: int) -> list[bytes]:
         """The events after the last token, ending with the final response and its usage."""
         text = "".join(self._parts)
         status = self._status(finish_reason)
