@@ -21,7 +21,7 @@ from backends.engine import EngineBackend
 from backends.engine.params import InvalidRequest, build_prompt_ids, read_sampling
 from backends.engine.responses_input import responses_messages
 from proxy.formats import ResponsesReader
-from tests.backends.engine_helpers import answer, chat, chunks, engine
+from tests.backends.engine_helpers import TokenCounter, answer, chat, chunks, engine
 from tests.doubles.tiny_llama import build_tiny_llama
 
 _EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -39,8 +39,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-async def backend(model_dir: Path) -> AsyncIterator[EngineBackend]:
+def counter() -> TokenCounter:
+    return TokenCounter()
+
+
+@pytest.fixture
+async def backend(model_dir: Path, counter: TokenCounter) -> AsyncIterator[EngineBackend]:
     backend = engine(model_dir)
+    backend.on_tokens = counter
     await backend.start()
     yield backend
     await backend.aclose()
@@ -50,7 +56,9 @@ def responses(stream: bool = False, rid: str = "r", **body: Any) -> BackendReque
     return BackendRequest("responses", {"model": "tiny", "input": "Hello", **body}, stream, rid)
 
 
-async def test_body_is_a_response_the_sdk_parses(backend: EngineBackend) -> None:
+async def test_body_is_a_response_the_sdk_parses(
+    backend: EngineBackend, counter: TokenCounter
+) -> None:
     before = time.time()
     got = await backend.send(responses(rid="a", instructions="Be brief.", max_output_tokens=6))
     assert (got.status, got.content_type, got.events) == (200, "application/json", None)
@@ -67,6 +75,7 @@ async def test_body_is_a_response_the_sdk_parses(backend: EngineBackend) -> None
     assert response.usage is not None and response.usage.output_tokens == 6
     assert response.usage.total_tokens == response.usage.input_tokens + 6
     assert response.temperature == 0.0  # greedy, the engine's default, echoed truthfully
+    assert counter.counts["a"] == 6
 
 
 async def test_same_answer_as_chat_for_the_same_prompt(backend: EngineBackend) -> None:
