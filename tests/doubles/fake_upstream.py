@@ -12,6 +12,11 @@ behaviour at run time through ``POST /_double/config``:
     status               answer every request with this HTTP status and an error body
     fail_times           ... but only for the next N requests (then healthy again)
     break_after_chunks   streams: drop the connection after N generated chunks
+    error_after_chunks   streams: after N generated chunks, send the API's error event
+                         (chat: an error chunk; Responses and Messages: ``event: error``)
+                         and end the stream
+    response_headers     {name: value} sent with every response, errors included (e.g.
+                         ``Retry-After`` and ``x-ratelimit-*`` on a 429)
     reply_words          how many words the canned reply has
     answers              {substring of the last user message: reply text} for scripted replies
     solve                {"accuracy": 0.9, "seed": 0}: answer multi-hop and GSM8K questions,
@@ -45,9 +50,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import hashlib
-import struct
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -66,7 +68,9 @@ from tests.doubles.reply_plan import (
     plan_reply,
     responses_turn,
 )
-from tests.doubles.sse_writer import Broken, EventWriter
+from tests.doubles.sse_writer import Broken, EventWriter, Failed
+from tests.doubles.wire_embeddings import embeddings as _embeddings
+from tests.doubles.wire_errors import error_body, stream_error
 
 __all__ = ["DoubleState", "main", "make_app"]
 
@@ -99,13 +103,6 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-def _error_body(state: DoubleState, api: str) -> dict[str, Any]:
-    message = f"{state.name} failing on purpose"
-    if api == "messages":  # Anthropic's error shape
-        return {"type": "error", "error": {"type": "api_error", "message": message}}
-    return {"error": {"message": message, "type": "server_error", "param": None, "code": None}}
-
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Streamer = Callable[[EventWriter, DoubleState, dict[str, Any], Turn, Plan], Awaitable[None]]
 Completer = Callable[[DoubleState, dict[str, Any], Turn, Plan], dict[str, Any]]
@@ -131,6 +128,7 @@ def _generation(
             return web.Response(
                 body=orjson.dumps(complete(state, body, turn, plan)),
                 content_type="application/json",
+                headers=state.get("response_headers", {}),
             )
         out = EventWriter(request, state.config)
         await out.open()
@@ -138,6 +136,9 @@ def _generation(
             await stream(out, state, body, turn, plan)
         except Broken:
             return out.response
+        except Failed:
+            message = f"{state.name} failing mid-stream on purpose"
+            await out.send(*stream_error(api, message, out.sent))
         except (ConnectionResetError, asyncio.CancelledError):
             state.aborted_streams += 1
             raise
@@ -167,7 +168,12 @@ async def _failure(state: DoubleState, api: str) -> web.Response | None:
         return None
     if fail_times is not None:
         state.config["fail_times"] = fail_times - 1
-    return web.json_response(_error_body(state, api), status=int(status), dumps=_dumps)
+    return web.json_response(
+        error_body(api, f"{state.name} failing on purpose"),
+        status=int(status),
+        dumps=_dumps,
+        headers=state.get("response_headers", {}),
+    )
 
 
 def make_app(state: DoubleState) -> web.Application:
@@ -176,7 +182,9 @@ def make_app(state: DoubleState) -> web.Application:
         failure = await _failure(state, "embeddings")
         if failure is not None:
             return failure
-        return web.json_response(_embeddings(state, body), dumps=_dumps)
+        return web.json_response(
+            _embeddings(state.config, body), dumps=_dumps, headers=state.get("response_headers", {})
+        )
 
     async def models(_: web.Request) -> web.Response:
         data = {
@@ -353,35 +361,6 @@ async def _text_stream(
     if (body.get("stream_options") or {}).get("include_usage"):
         await out.send(chunk(None, _usage(turn, plan)))
     await out.response.write(b"data: [DONE]\n\n")
-
-
-# -- embeddings ---------------------------------------------------------------------------
-
-
-def _vector(text: str, dim: int) -> list[float]:
-    """A deterministic unit-free vector from the text's hash (the same text, the same vector)."""
-    digest = hashlib.sha256(text.encode()).digest() * (dim // 32 + 1)
-    return [round(b / 255.0 - 0.5, 6) for b in digest[:dim]]
-
-
-def _embeddings(state: DoubleState, body: dict[str, Any]) -> dict[str, Any]:
-    raw = body.get("input", "")
-    inputs = [raw] if isinstance(raw, str) or (raw and isinstance(raw[0], int)) else list(raw)
-    dim = int(body.get("dimensions") or state.get("embedding_dim", 8))
-    data = []
-    for i, item in enumerate(inputs):
-        vector = _vector(item if isinstance(item, str) else _dumps(item), dim)
-        embedding: Any = vector
-        if body.get("encoding_format") == "base64":  # float32 little-endian, as OpenAI sends
-            embedding = base64.b64encode(struct.pack(f"<{dim}f", *vector)).decode()
-        data.append({"object": "embedding", "index": i, "embedding": embedding})
-    tokens = sum(len(i.split()) if isinstance(i, str) else len(i) for i in inputs) or 1
-    return {
-        "object": "list",
-        "data": data,
-        "model": body.get("model"),
-        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-    }
 
 
 def main(argv: list[str] | None = None) -> None:

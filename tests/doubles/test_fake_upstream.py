@@ -22,6 +22,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
+from telemetry.hops import agent_hop_position, prior_tool_calls_per_hop
 from tests.doubles.conftest import ServedDouble
 
 _RESPONSE_EVENT: TypeAdapter[Any] = TypeAdapter(ResponseStreamEvent)
@@ -235,6 +236,8 @@ def test_messages_create_with_tool_use_and_round_trip(double: ServedDouble) -> N
         model="m", max_tokens=64, messages=history, tools=[_ANTHROPIC_TOOL]
     )  # type: ignore[arg-type]
     assert second.content[0].type == "text" and second.content[0].text == "The tool said: sunny"
+    sent = double.state.requests[1]["body"]
+    assert agent_hop_position("messages", sent) == 1  # the tool_result turn adds no hop
     raw = httpx.post(
         double.url + "/v1/messages", json={"model": "m", "max_tokens": 9, "messages": [user]}
     )
@@ -329,6 +332,10 @@ async def test_openai_agents_sdk_tool_round_trip(double: ServedDouble) -> None:
     assert paths == ["/v1/responses", "/v1/responses"]
     follow_up = double.state.requests[1]["body"]["input"]
     assert follow_up[-1]["type"] == "function_call_output"
+    # The SDK's own bodies, read as agent hops: the follow-up is the task's second round trip.
+    bodies = [r["body"] for r in double.state.requests]
+    assert [agent_hop_position("responses", b) for b in bodies] == [0, 1]
+    assert prior_tool_calls_per_hop("responses", bodies[1]) == (1,)
     await client.close()
 
 
@@ -350,3 +357,57 @@ def test_langchain_chat_openai_on_the_responses_api(double: ServedDouble) -> Non
         ("get_weather", {"city": "Paris"})
     ]
     assert {r["path"] for r in double.state.requests} == {"/v1/responses"}
+
+
+# -- faults agents meet: errors inside a stream, rate-limit headers ----------------------
+
+
+def test_errors_inside_streams_in_each_apis_shape(double: ServedDouble) -> None:
+    from proxy.formats import reader_for
+
+    double.configure(error_after_chunks=2)
+    user = [{"role": "user", "content": "hi"}]
+    cases = [
+        ("chat", "/v1/chat/completions", {"model": "m", "messages": user, "stream": True}),
+        ("responses", "/v1/responses", {"model": "m", "input": "hi", "stream": True}),
+        (
+            "messages",
+            "/v1/messages",
+            {"model": "m", "max_tokens": 9, "messages": user, "stream": True},
+        ),
+    ]
+    for operation, path, body in cases:
+        events = _sse(double, path, body)
+        name, last = events[-1]
+        reader = reader_for(operation, time.perf_counter())  # type: ignore[arg-type]
+        for _, data in events:
+            reader.add_chunk(data)
+        assert reader.text == "Hello from ", operation  # two pieces, then the error
+        assert reader.error is not None and "mid-stream" in str(reader.error["message"])
+        if operation == "responses":
+            assert name == "error" and _RESPONSE_EVENT.validate_python(last).type == "error"
+        elif operation == "messages":
+            assert (name, last["error"]["type"]) == ("error", "overloaded_error")
+        else:
+            assert name is None and last["error"]["type"] == "server_error"
+    # The openai SDK hands a Responses error event to the caller as an event...
+    *_, error = _oa(double).responses.create(model="m", input="hi", stream=True)
+    assert error.type == "error" and "mid-stream" in error.message
+    # ... the anthropic SDK raises it.
+    with (
+        pytest.raises(anthropic.APIStatusError, match="mid-stream"),
+        _an(double).messages.stream(model="m", max_tokens=9, messages=user) as stream,  # type: ignore[arg-type]
+    ):
+        for _ in stream:
+            pass
+
+
+def test_rate_limit_headers_reach_the_client(double: ServedDouble) -> None:
+    headers = {"Retry-After": "7", "x-ratelimit-remaining-requests": "0"}
+    double.configure(status=429, fail_times=1, response_headers=headers)
+    with pytest.raises(openai.RateLimitError) as caught:
+        _oa(double).responses.create(model="m", input="hi")
+    assert caught.value.response.headers["retry-after"] == "7"
+    assert caught.value.response.headers["x-ratelimit-remaining-requests"] == "0"
+    ok = httpx.post(double.url + "/v1/embeddings", json={"model": "m", "input": "x"})
+    assert ok.status_code == 200 and ok.headers["retry-after"] == "7"  # on every response

@@ -173,3 +173,21 @@ def test_errors_and_junk() -> None:
     acc.add_chunk({"error": {"message": "mid-stream", "type": "server_error"}})
     assert acc.error == {"message": "mid-stream", "type": "server_error"} and acc.text == ""
     assert acc.tokens() == (None, None) and acc.reasoning_tokens is None
+
+
+def test_embeddings_body_gives_its_usage() -> None:
+    from openai.types import CreateEmbeddingResponse
+
+    from proxy.formats import reader_for
+
+    body = CreateEmbeddingResponse.model_validate(
+        {
+            "object": "list",
+            "model": "m",
+            "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+            "usage": {"prompt_tokens": 4, "total_tokens": 4},
+        }
+    )
+    reader = reader_for("embeddings", time.perf_counter())
+    reader.add_body(body.model_dump(mode="json"))
+    assert reader.tokens() == (4, None) and reader.text == "" and reader.error is None

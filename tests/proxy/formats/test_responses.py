@@ -142,3 +142,13 @@ def test_a_stream_without_deltas_is_read_from_its_final_response() -> None:
     assert reader.text == "Hi there." and reader.chunks == 0 and reader.first_token_at is None
     full = _read(events)
     assert full.text == "Hi there."  # deltas were read: the final output is not added again
+
+
+def test_read_tool_calls_feed_the_shadow_comparison() -> None:
+    from scoring.comparison import tool_calls_agree
+
+    primary = _read(responses_events(plan(calls=[("w", '{"city": "Paris", "days": 2}')])))
+    same = _read(responses_events(plan(calls=[("w", '{"days":2.0,"city":"Paris"}')])))
+    other = _read(responses_events(plan(calls=[("w", '{"city": "Rome", "days": 2}')])))
+    assert tool_calls_agree(primary.tool_calls, same.tool_calls) == (True, "same")
+    assert tool_calls_agree(primary.tool_calls, other.tool_calls) == (False, "wrong_arguments")
