@@ -43,6 +43,8 @@ REQUEST_LABELS: Final = (*SUCCESS_LABELS, Key.STATUS_CLASS, Key.ERROR_TYPE)
 TOKEN_LABELS: Final = (*SUCCESS_LABELS, Key.TOKEN_TYPE)
 HOP_LABELS: Final = (Key.REQUEST_MODEL, Key.VARIANT, Key.PRECISION_BITS, Key.ROLE)
 ENERGY_LABELS: Final = (*HOP_LABELS, Key.BATCH_SIZE_BUCKET, Key.ENERGY_METHOD)
+TOOL_CALL_LABELS: Final = (*HOP_LABELS, Key.AGENT_HOP_BUCKET)
+"""Tool calls per answer, stratified by the bounded agent-hop bucket of the call."""
 IN_FLIGHT_LABELS: Final = (Key.REQUEST_MODEL, Key.VARIANT, Key.ROLE)
 FAILOVER_LABELS: Final = (Key.REQUEST_MODEL, Key.FAILOVER_FROM, Key.FAILOVER_TO)
 SHADOW_LABELS: Final = (Key.REQUEST_MODEL, Key.VARIANT, Key.SHADOW_OUTCOME)
@@ -63,6 +65,9 @@ class Instruments:
         self.hops_logical = hot.histogram(h[Metric.HOPS_LOGICAL], HOP_LABELS)
         self.hops_reference = hot.histogram(h[Metric.HOPS_REFERENCE], HOP_LABELS)
         self.hops_agent = hot.histogram(h[Metric.HOPS_AGENT], HOP_LABELS)
+        self.tool_calls = hot.histogram(h[Metric.AGENT_TOOL_CALLS], TOOL_CALL_LABELS)
+        self.reasoning_tokens = hot.histogram(h[Metric.REASONING_TOKENS], HOP_LABELS)
+        self.ttfc = hot.histogram(h[Metric.TIME_TO_FIRST_CONTENT], SUCCESS_LABELS)
         self.requests = hot.counter(
             Metric.REQUESTS, "{request}", "Finished requests by outcome.", REQUEST_LABELS
         )

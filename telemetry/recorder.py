@@ -24,7 +24,7 @@ from telemetry.aggregation import HotCounter, HotHistogram
 from telemetry.attribution import EnergyShare
 from telemetry.energy_meter import EnergyMeter
 from telemetry.errors import ErrorReporter
-from telemetry.hops import AgentChainTracker
+from telemetry.hops import AgentChainTracker, hop_position_bucket
 from telemetry.instruments import Instruments
 from telemetry.labels import LabelPolicy, bounded_error_type, status_class
 from telemetry.propagation import (
@@ -321,6 +321,8 @@ class ActiveObserver(RequestObserver):
             out = outcome.completion_tokens
             if out is None and self._ntokens:
                 out = self._ntokens
+            if ok and outcome.time_to_first_content_s is not None:
+                m.append((inst.ttfc, outcome.time_to_first_content_s, ok_labels))
             if ok and ttft is not None:
                 m.append((inst.ttft, ttft, ok_labels))
                 if out is not None and out > 1 and duration > ttft:
@@ -338,6 +340,12 @@ class ActiveObserver(RequestObserver):
                 m.append((inst.hops_reference, self._ref_depth, hop_labels))
             agent_hops = max(self._turns, self._chain_pos)
             m.append((inst.hops_agent, agent_hops, hop_labels))
+            if ok and self._operation != "embeddings":
+                hop_bucket = hop_position_bucket(agent_hops)
+                calls = len(outcome.tool_calls)
+                m.append((inst.tool_calls, calls, (*hop_labels, hop_bucket)))
+            if outcome.reasoning_tokens is not None:
+                m.append((inst.reasoning_tokens, outcome.reasoning_tokens, hop_labels))
             inst.hot.record_all(m)
             ticket = d.meter.request_finished(
                 self._meter_key, self._group, duration_s=duration, batch_size=outcome.batch_size
@@ -348,6 +356,13 @@ class ActiveObserver(RequestObserver):
                 self._span.set_attribute(Key.HOPS_AGENT, agent_hops)
                 if logical is not None:
                     self._span.set_attribute(Key.HOPS_LOGICAL, logical)
+                self._span.set_attribute(Key.TOOL_CALLS, len(outcome.tool_calls))
+                if outcome.reasoning_tokens is not None:
+                    self._span.set_attribute(Key.REASONING_TOKENS, outcome.reasoning_tokens)
+                if outcome.time_to_first_content_s is not None:
+                    self._span.set_attribute(
+                        Key.TIME_TO_FIRST_CONTENT, outcome.time_to_first_content_s
+                    )
                 span_id = format(self._span.get_span_context().span_id, "016x")
             energy_labels = (*hop_labels, bucket)
             ticket.add_done_callback(lambda share: self._on_energy(share, energy_labels, end_ns))
@@ -369,7 +384,7 @@ class ActiveObserver(RequestObserver):
         if not text and not reasoning:
             return None
         try:
-            return logical_hops(f"{reasoning}\n{text}" if reasoning else text)
+            return logical_hops(text, reasoning)
         except Exception as exc:
             self._d.reporter.report("hops", exc)
             return None

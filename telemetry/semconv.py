@@ -70,6 +70,10 @@ class Key:
     PRECISION_BITS: Final = "quanttrap.precision_bits"
     ROLE: Final = "quanttrap.role"
     BATCH_SIZE_BUCKET: Final = "quanttrap.batch_size_bucket"
+    AGENT_HOP_BUCKET: Final = "quanttrap.agent.hop_bucket"
+    TOOL_CALLS: Final = "quanttrap.agent.tool_calls"
+    REASONING_TOKENS: Final = "gen_ai.usage.reasoning_tokens"
+    TIME_TO_FIRST_CONTENT: Final = "quanttrap.time_to_first_content"
     BATCH_SIZE: Final = "quanttrap.batch_size"
     STATUS_CLASS: Final = "quanttrap.status_class"
     REQUEST_ID: Final = "quanttrap.request_id"
@@ -123,6 +127,12 @@ class Metric:
     """``quanttrap_hops_reference`` (histogram)"""
     HOPS_AGENT: Final = "quanttrap.hops.agent"
     """``quanttrap_hops_agent`` (histogram)"""
+    AGENT_TOOL_CALLS: Final = "quanttrap.agent.tool_calls"
+    """``quanttrap_agent_tool_calls`` (histogram, by agent-hop bucket)"""
+    REASONING_TOKENS: Final = "quanttrap.reasoning.tokens"
+    """``quanttrap_reasoning_tokens`` (histogram)"""
+    TIME_TO_FIRST_CONTENT: Final = "quanttrap.time_to_first_content"
+    """``quanttrap_time_to_first_content_seconds`` (histogram)"""
     # quanttrap, sampled
     ENERGY_ATTRIBUTED: Final = "quanttrap.energy.attributed"
     """``quanttrap_energy_attributed_joules_total``"""
@@ -239,6 +249,25 @@ HISTOGRAMS: Final = {
             "{hop}",
             "Agent hops: the request's position in an agent's chain of calls.",
             tuple(float(b) for b in AGENT_HOP_BUCKETS),
+        ),
+        HistogramSpec(
+            Metric.AGENT_TOOL_CALLS,
+            "{call}",
+            "Tool calls in one answer, by the agent-hop position of the call that made them.",
+            (0.0, 1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 16.0),
+        ),
+        HistogramSpec(
+            Metric.REASONING_TOKENS,
+            "{token}",
+            "Reasoning tokens per answer, as the upstream reported them in its usage.",
+            tuple(float(b) for b in _TOKEN_BUCKETS),
+        ),
+        HistogramSpec(
+            Metric.TIME_TO_FIRST_CONTENT,
+            "s",
+            "Time to the first answer token (after any reasoning) for successful responses; "
+            "gen_ai.server.time_to_first_token counts the first generated token of any kind.",
+            _TTFT_BUCKETS_S,
         ),
     )
 }

@@ -70,7 +70,7 @@ EVALUATION_COLUMNS: Final = tuple(f.name for f in fields(Evaluation))
 COMPARISON_COLUMNS: Final = tuple(f.name for f in fields(PairComparison))
 _TABLES: Final = {"evaluations": EVALUATION_COLUMNS, "shadow_comparisons": COMPARISON_COLUMNS}
 _BOOLEANS: Final = frozenset({"correct", "agree", "primary_correct", "shadow_correct"})
-_SCHEMA_VERSION = 2  # 2: evaluations.record_key (the journal's upsert key)
+_SCHEMA_VERSION = 3  # 2: evaluations.record_key; 3: shadow_comparisons.reason, agent_hop
 _BATCH = 1000
 _PRUNE_EVERY_S = 5.0
 
@@ -127,9 +127,13 @@ class EvaluationStore:
                 "CREATE INDEX IF NOT EXISTS evaluations_variant "
                 "ON evaluations (model, variant, correct)"
             )
-            known = {row[1] for row in conn.execute("PRAGMA table_info(evaluations)")}
-            if "record_key" not in known:  # a version-1 log: add the key, old rows keep NULL
-                conn.execute("ALTER TABLE evaluations ADD COLUMN record_key TEXT")
+            # An older log gains the columns added since (old rows keep NULL there): version 1
+            # had no evaluations.record_key, version 2 no shadow_comparisons.reason/agent_hop.
+            for table, columns in (*_TABLES.items(), ("evaluations", ("record_key",))):
+                known = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column not in known:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
             conn.execute(  # NULLs are distinct in a UNIQUE index: unkeyed rows never collide
                 "CREATE UNIQUE INDEX IF NOT EXISTS evaluations_key ON evaluations (record_key)"
             )
@@ -229,7 +233,9 @@ class EvaluationStore:
 
     def load_comparisons(self, since: float) -> list[PairComparison]:
         return [
-            PairComparison(**r) for r in self._select("shadow_comparisons", {"since": since}, None)
+            # Rows from a version-2 log have no hop position: they count as hop 0.
+            PairComparison(**{**r, "agent_hop": r.get("agent_hop") or 0})
+            for r in self._select("shadow_comparisons", {"since": since}, None)
         ]
 
     def query(self, table: str, filters: dict[str, Any], limit: int = 100) -> list[dict[str, Any]]:

@@ -305,7 +305,7 @@ async def test_errors_inside_telemetry_are_counted_not_raised(
 ) -> None:
     tel, registry, _ = started
 
-    def broken(text: str) -> int:
+    def broken(text: str, reasoning: str = "") -> int:
         raise RuntimeError("grader bug")
 
     monkeypatch.setattr("telemetry.recorder.logical_hops", broken)

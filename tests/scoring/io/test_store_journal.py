@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from core.records import RequestRecord
+from scoring.comparison import PairComparison
 from scoring.evaluation import process_record
 from scoring.io.store import EvaluationStore, record_key
 from telemetry.store_metrics import register_store_metrics
@@ -212,6 +213,29 @@ async def test_a_version_1_log_gains_the_key_column(tmp_path: Path) -> None:
     try:
         assert await store.journal(RECORD) == "stored"
         assert store.count("evaluations") == 2  # the old row kept, the new one keyed
+    finally:
+        await asyncio.to_thread(store.close)
+
+
+async def test_a_version_2_log_gains_the_comparison_reason_and_hop(tmp_path: Path) -> None:
+    path = tmp_path / "log.sqlite3"
+    store = EvaluationStore(path)
+    await asyncio.to_thread(store.open)
+    await asyncio.to_thread(store.close)
+    with sqlite3.connect(path) as conn:  # back to version 2: comparisons without them
+        conn.execute("ALTER TABLE shadow_comparisons DROP COLUMN reason")
+        conn.execute("ALTER TABLE shadow_comparisons DROP COLUMN agent_hop")
+        conn.execute("INSERT INTO shadow_comparisons (at, pair_id, model, primary_variant, "
+                     "shadow_variant, agree) VALUES (1.0, 'p', 'm', 'a', 'b', 1)")  # fmt: skip
+    await asyncio.to_thread(store.open)
+    try:
+        new = PairComparison(2.0, "q", "m", "a", "b", None, "x", "y", False,
+                             reason="wrong_tool", agent_hop=3)  # fmt: skip
+        store.append(new)
+        await asyncio.to_thread(store.flush)
+        old, got = sorted(store.load_comparisons(0.0), key=lambda c: c.at)
+        assert (old.pair_id, old.agent_hop, old.reason) == ("p", 0, None)
+        assert (got.reason, got.agent_hop) == ("wrong_tool", 3)
     finally:
         await asyncio.to_thread(store.close)
 
