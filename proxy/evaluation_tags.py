@@ -70,13 +70,27 @@ def take_evaluation_tags(
 
 
 def prompt_text(body: Mapping[str, Any]) -> str:
-    """The question of an evaluation request: the last user message, or the prompt."""
-    messages = body.get("messages")
-    if isinstance(messages, list):
-        for message in reversed(messages):
-            if isinstance(message, dict) and message.get("role") == "user":
-                content = message.get("content")
-                return content if isinstance(content, str) else orjson.dumps(content).decode()
-        return ""
+    """The question of an evaluation request: the last user message (chat, Messages, the
+    Responses API's ``input``), or the prompt."""
+    for key in ("messages", "input"):
+        items = body.get(key)
+        if isinstance(items, str):
+            return items
+        if isinstance(items, list):
+            for item in reversed(items):
+                if isinstance(item, dict) and item.get("role") == "user":
+                    return _content_text(item.get("content"))
+            return ""
     prompt = body.get("prompt")
     return prompt if isinstance(prompt, str) else orjson.dumps(prompt).decode()
+
+
+def _content_text(content: Any) -> str:
+    """A message's text: the string, or the text parts of a content list joined."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = [p.get("text") for p in content if isinstance(p, dict)]
+        if all(isinstance(t, str) for t in texts) and texts:
+            return "\n".join(t for t in texts if isinstance(t, str))
+    return orjson.dumps(content).decode()

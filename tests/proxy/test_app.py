@@ -320,3 +320,16 @@ async def test_reference_depth_is_read_from_header_or_metadata_and_never_forward
 )  # fmt: skip
 def test_parse_reference_depth(value: object, depth: int | None) -> None:
     assert parse_reference_depth(value) == depth
+
+
+def test_the_prompt_of_evaluation_traffic_is_read_in_every_api() -> None:
+    from proxy.evaluation_tags import prompt_text
+
+    chat_body = {"messages": [{"role": "user", "content": "a = 2. What is a?"}]}
+    responses = {"input": [{"role": "user", "content": [{"type": "input_text", "text": "q?"}]}]}
+    messages = {"messages": [{"role": "user", "content": [{"type": "text", "text": "m?"}]}]}
+    assert prompt_text(chat_body) == "a = 2. What is a?"
+    assert prompt_text({"input": "plain"}) == "plain"
+    assert prompt_text(responses) == "q?"
+    assert prompt_text(messages) == "m?"
+    assert prompt_text({"prompt": "p"}) == "p"
