@@ -18,7 +18,7 @@ from proxy.config import ConfigError
 from proxy.scoring_runtime import ScoringRuntime
 from proxy.status_cli import format_status, format_wrong
 from tests.doubles.scripted_backend import ScriptedBackend
-from tests.proxy.helpers import settings_for
+from tests.proxy.helpers import chat, settings_for
 from tests.proxy.scoring_helpers import scored, tagged
 
 RIGHT, WRONG = ("The", "answer:", "####", "42"), ("The", "answer:", "####", "41")
@@ -396,3 +396,26 @@ async def test_memory_gauge_and_graded_depth_label() -> None:
         ("bf16", "unknown", "correct"): 1,  # untagged, and "#### 42" states no step
         ("nf4", "5-6", "incorrect"): 1,
     }
+
+
+async def test_status_shows_the_canary_budget_and_shadow_coverage_by_bucket() -> None:
+    backends = {"bf16": ScriptedBackend("bf16"), "nf4": ScriptedBackend("nf4")}
+    shadow = {"variants": ["nf4"], "sample_rate": 1.0, "max_concurrency": 2}
+    canary = {"canary": {"enabled": True, "rate_per_minute": 60}}
+    async with scored(backends, None, scoring=canary, shadow=shadow) as h:
+        for _ in range(3):
+            assert (await h.client.post("/v1/chat/completions", json=chat())).status_code == 200
+            await asyncio.sleep(0.05)  # the copy finishes before the next request
+        status = (await h.client.get("/quanttrap/v1/status")).json()
+    budget = status["canary"]["budget"]
+    assert {"cpu_budget_cores", "cpu_used_cores", "busy_budget", "limited_by"} <= set(budget)
+    coverage = status["shadow_sampling"]["demo"]
+    assert coverage["cap"] == 2
+    by_bucket = {b["bucket"]: b for b in coverage["buckets"]}
+    assert set(by_bucket) >= {"1", "2-3", "4-7", "8-15", "16-31", "32+"}
+    # Each request ran alone (bucket "1"): all three copies offered there, and run.
+    assert (by_bucket["1"]["offered"], by_bucket["1"]["run"], by_bucket["1"]["dropped"]) == (
+        3,
+        3,
+        0,
+    )
