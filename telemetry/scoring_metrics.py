@@ -34,6 +34,14 @@ and ``_total`` for counters):
 ``quanttrap_generation_tokens_total``          generated tokens counted in TPS
 ``quanttrap_generation_duration_seconds_total`` generation seconds counted in TPS
 ``quanttrap_shadow_comparisons_total``         shadow comparisons, ``quanttrap_shadow_agreement``
+                                               (agree | disagree | unknown),
+                                               ``quanttrap_shadow_verdict`` (agree |
+                                               text_disagree | unknown | wrong_tool |
+                                               wrong_arguments | missing_call | extra_call |
+                                               text_instead_of_call | call_instead_of_text),
+                                               ``quanttrap_agent_hop_position_bucket`` (the
+                                               primary's hop: 0 | 1 | 2 | 3-4 | 5-8 | 9-16 |
+                                               17+)
 ``quanttrap_canary_probes_total``              canary probes, ``quanttrap_canary_outcome``
 ============================================  ================================================
 
@@ -50,6 +58,8 @@ from typing import Final
 from opentelemetry.metrics import CallbackOptions, Meter
 from opentelemetry.metrics import Observation as Point
 
+from core.buckets import hop_position_bucket
+from scoring.comparison import verdict_label
 from scoring.hops import depth_bucket
 from scoring.snapshot import BucketRow, LiveSnapshot
 from telemetry.semconv import Key
@@ -105,6 +115,10 @@ class ScoringKey:
     MEMORY_METHOD: Final = "quanttrap.memory.method"
     DEPTH_BUCKET: Final = "quanttrap.depth.bucket"
     QUESTION: Final = "quanttrap.verdict.question"
+    VERDICT: Final = "quanttrap.shadow.verdict"
+    """What a shadow comparison found (:data:`scoring.comparison.VERDICT_LABELS`)."""
+    HOP_BUCKET: Final = "quanttrap.agent.hop_position_bucket"
+    """The primary's agent-hop position bucket (:data:`core.buckets.HOP_POSITION_BUCKETS`)."""
 
 
 SnapshotSource = Callable[[], LiveSnapshot | None]
@@ -166,7 +180,8 @@ class ScoringMetrics:
         self._comparisons = meter.create_counter(
             ScoringMetric.SHADOW_COMPARISONS,
             unit="{comparison}",
-            description="Shadow answer comparisons: agree, disagree or unknown.",
+            description="Shadow answer comparisons: outcome, what differed (text or tool "
+            "calls) and the primary's agent-hop position bucket.",
         )
         self._canary = meter.create_counter(
             ScoringMetric.CANARY_PROBES,
@@ -212,7 +227,19 @@ class ScoringMetrics:
         self._gen_tokens.add(tokens, labels)
         self._gen_seconds.add(seconds, labels)
 
-    def comparison(self, model: str, primary: str, shadow: str, agree: bool | None) -> None:
+    def comparison(
+        self,
+        model: str,
+        primary: str,
+        shadow: str,
+        agree: bool | None,
+        *,
+        reason: str | None = None,
+        agent_hop: int = 0,
+    ) -> None:
+        """One shadow comparison: its outcome, what differed (``reason`` of
+        :class:`~scoring.comparison.PairComparison`, as a bounded label) and the primary's
+        agent-hop position (bucketed)."""
         outcome = "unknown" if agree is None else ("agree" if agree else "disagree")
         self._comparisons.add(
             1,
@@ -221,6 +248,8 @@ class ScoringMetrics:
                 ScoringKey.PRIMARY: primary,
                 Key.VARIANT: shadow,
                 ScoringKey.AGREEMENT: outcome,
+                ScoringKey.VERDICT: verdict_label(reason, agree),
+                ScoringKey.HOP_BUCKET: hop_position_bucket(agent_hop),
             },
         )
 
