@@ -96,6 +96,7 @@ class Series:
     VERDICT: Final = _name(ScoringMetric.VERDICT)
     WINDOW_SAMPLES: Final = _name(ScoringMetric.WINDOW_SAMPLES)
     SHADOW_AGREEMENT: Final = _name(ScoringMetric.SHADOW_AGREEMENT)
+    SHADOW_HOP_TREND: Final = _name(ScoringMetric.SHADOW_HOP_TREND)
     VARIANT_MEMORY: Final = _name(ScoringMetric.VARIANT_MEMORY, "By")
     EVAL_GRADED: Final = _name(ScoringMetric.EVAL_GRADED, counter=True)
     GENERATION_TOKENS: Final = _name(ScoringMetric.GENERATION_TOKENS, counter=True)

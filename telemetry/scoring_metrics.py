@@ -24,6 +24,9 @@ and ``_total`` for counters):
                                                while unanswered)
 ``quanttrap_window_samples``                   samples in the window, ``quanttrap_samples_kind``
 ``quanttrap_shadow_agreement``                 shadow answer agreement rate
+``quanttrap_shadow_hop_trend``                 1/0: shadow disagreement is higher after the
+                                               first agent hop than at it (anytime-valid, per
+                                               epoch; no sample while unanswered)
 ``quanttrap_variant_memory_bytes``             the residency the economic pillar uses, per
                                                variant, ``quanttrap_memory_method``: config |
                                                weights | cuda_peak | cpu_rss | peak (no
@@ -93,6 +96,7 @@ class ScoringMetric:
     WINDOW_SAMPLES: Final = "quanttrap.window.samples"
     VARIANT_MEMORY: Final = "quanttrap.variant.memory"
     SHADOW_AGREEMENT: Final = "quanttrap.shadow.agreement"
+    SHADOW_HOP_TREND: Final = "quanttrap.shadow.hop_trend"
     EVAL_GRADED: Final = "quanttrap.eval.graded"
     GENERATION_TOKENS: Final = "quanttrap.generation.tokens"
     GENERATION_DURATION: Final = "quanttrap.generation.duration"
@@ -156,6 +160,9 @@ class ScoringMetrics:
              self._samples),
             (ScoringMetric.SHADOW_AGREEMENT, "1", "Share of shadow answers equal to the "
              "primary's final answer.", self._agreement),
+            (ScoringMetric.SHADOW_HOP_TREND, "1", "1 when shadow disagreement is higher "
+             "after the first agent hop than at it (anytime-valid, since the epoch), 0 when "
+             "not shown.", self._hop_trend),
             (ScoringMetric.VARIANT_MEMORY, "By", "Memory residency the economic pillar "
              "compares (declared, engine weights or engine peak; see quanttrap.memory.method).",
              self._memory),
@@ -352,6 +359,22 @@ class ScoringMetrics:
                 if a.rate is not None:
                     yield Point(
                         a.rate.estimate,
+                        {
+                            Key.REQUEST_MODEL: model.model,
+                            ScoringKey.PRIMARY: a.primary,
+                            Key.VARIANT: a.shadow,
+                        },
+                    )
+
+    def _hop_trend(self) -> Iterator[Point]:
+        snap = self._snapshot()
+        if snap is None:
+            return
+        for model in snap.models:
+            for a in model.agreement:
+                if a.trend is not None and a.trend.grows is not None:  # unanswered: no sample
+                    yield Point(
+                        1.0 if a.trend.grows else 0.0,
                         {
                             Key.REQUEST_MODEL: model.model,
                             ScoringKey.PRIMARY: a.primary,

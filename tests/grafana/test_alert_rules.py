@@ -219,6 +219,28 @@ def test_shadow_disagreement_by_agent_hop(promtool: str, tmp_path: Path) -> None
     _run(promtool, tmp_path, series, checks)
 
 
+def test_agent_disagreement_grows(promtool: str, tmp_path: Path) -> None:
+    pair = {Label.MODEL: MODEL, Label.PRIMARY: ANCHOR}
+    nf4, awq = ({**pair, Label.VARIANT: v} for v in ("nf4", "awq"))
+    series = [
+        # nf4: one replica's trend turns "grows" at minute 5; the other's stays "not shown"
+        _series(Series.SHADOW_HOP_TREND, "0x4 1x25", **nf4, instance="proxy-0"),
+        _series(Series.SHADOW_HOP_TREND, "0x30", **nf4, instance="proxy-1"),
+        _series(Series.SHADOW_HOP_TREND, "0x30", **awq, instance="proxy-0"),
+    ]
+    name = "QuanttrapAgentDisagreementGrows"
+    _run(
+        promtool,
+        tmp_path,
+        series,
+        [
+            _alerts(name, "4m"),
+            _alerts(name, "10m", ("pending", nf4)),
+            _alerts(name, "21m", ("firing", nf4)),
+        ],
+    )
+
+
 def test_missing_energy_telemetry(promtool: str, tmp_path: Path) -> None:
     info, method = Series.ENERGY_METHOD_INFO, Label.ENERGY_METHOD
     mv = {Label.MODEL: "e"}

@@ -56,6 +56,17 @@ class _Harness:
             out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         return out
 
+    async def gauge(self, name: str) -> dict[str, float]:
+        """Shadow variant -> value of a scoring gauge on ``/metrics``."""
+        await self.runtime.tick()
+        text = (await self.client.get("/metrics")).text
+        out = {}
+        for line in text.splitlines():
+            if line.startswith(name + "{"):
+                labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+                out[labels["quanttrap_variant"]] = float(line.rsplit(" ", 1)[1])
+        return out
+
     async def status(self) -> dict[str, Any]:
         await self.runtime.tick()
         data: dict[str, Any] = (await self.client.get("/quanttrap/v1/status")).json()
@@ -148,6 +159,23 @@ async def test_tool_call_verdicts_reach_metrics_and_status_by_hop() -> None:
     diff = trend["difference"]
     assert diff["estimate"] == 1.0 and diff["low"] < 0 and diff["confidence"] == 0.95
     assert trend["grows"] is False and trend["level"] == 0.95
+
+
+async def test_the_hop_trend_gauge_says_when_disagreement_grows() -> None:
+    backends = {name: ScriptedBackend(name) for name in ("bf16", "nf4", "awq")}
+    async with _app(backends) as h:
+        assert await h.gauge("quanttrap_shadow_hop_trend") == {}  # unanswered: no sample
+        for i in range(40):
+            for shadow in ("nf4", "awq"):
+                for hop in (0, 1 + i % 6):  # nf4 disagrees at every later hop, awq never
+                    wrong = shadow == "nf4" and hop > 0
+                    calls = (ELSEWHERE,) if wrong else (WEATHER,)
+                    pair = ShadowPair(
+                        f"p{i}", _record("bf16", hop, (WEATHER,)), _record(shadow, hop, calls)
+                    )
+                    h.runtime.pair_sink(pair)
+        trend = await h.gauge("quanttrap_shadow_hop_trend")
+    assert trend == {"nf4": 1.0, "awq": 0.0}
 
 
 async def test_a_tagged_tool_call_pair_is_compared_but_not_graded() -> None:
