@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -192,6 +193,30 @@ async def test_a_tagged_tool_call_pair_is_compared_but_not_graded() -> None:
     # Neither half was graded: a tool-call hop has no final answer to grade yet.
     graded = [b["samples"]["graded"] for v in variants.values() for b in v["buckets"]]
     assert graded and set(graded) == {0} and status["counters"]["graded"] == 0
+
+
+async def test_a_restart_puts_comparisons_back_in_their_hop_buckets(tmp_path: Path) -> None:
+    settings = settings_for({"bf16": 16, "nf4": 4}, primary="bf16")
+    scoring = ScoringConfig.model_validate(
+        {"recompute_interval_s": 600, "store": {"path": str(tmp_path / "log.sqlite3")}}
+    )
+    settings = settings.model_copy(update={"scoring": scoring})
+    first = ScoringRuntime(settings, {})
+    await first.start()
+    for hop, calls in ((0, (WEATHER,)), (5, (ELSEWHERE,)), (5, ())):
+        first.pair_sink(
+            ShadowPair("p", _record("bf16", hop, (WEATHER,)), _record("nf4", hop, calls))
+        )
+    await first.stop()  # grades, compares and flushes the log
+    again = ScoringRuntime(settings, {})
+    await again.start()
+    try:
+        (view,) = again.snapshot.models[0].agreement  # type: ignore[union-attr]
+    finally:
+        await again.stop()
+    assert again.counters["reloaded_comparisons"] == 3
+    assert {h.bucket: (h.agree, h.disagree) for h in view.hops} == {"0": (1, 0), "5-8": (0, 2)}
+    assert dict(view.verdicts) == {"agree": 1, "wrong_arguments": 1, "missing_call": 1}
 
 
 _HISTORY = [
