@@ -280,7 +280,7 @@ def overview_dashboard() -> dashboard.Dashboard:
                 Query(
                     _sel(Record.SHADOW_DISAGREEMENT_BY_HOP, bucket=False),
                     "{{quanttrap_primary_variant}} → {{quanttrap_variant}} · hop "
-                    "{{quanttrap_agent_hop_position_bucket}}",
+                    "{{quanttrap_agent_hop_bucket}}",
                 )
             ],
             unit="percentunit",

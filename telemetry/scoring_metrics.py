@@ -42,7 +42,7 @@ and ``_total`` for counters):
                                                text_disagree | unknown | wrong_tool |
                                                wrong_arguments | missing_call | extra_call |
                                                text_instead_of_call | call_instead_of_text),
-                                               ``quanttrap_agent_hop_position_bucket`` (the
+                                               ``quanttrap_agent_hop_bucket`` (the
                                                primary's hop: 0 | 1 | 2 | 3-4 | 5-8 | 9-16 |
                                                17+)
 ``quanttrap_canary_probes_total``              canary probes, ``quanttrap_canary_outcome``
@@ -121,8 +121,9 @@ class ScoringKey:
     QUESTION: Final = "quanttrap.verdict.question"
     VERDICT: Final = "quanttrap.shadow.verdict"
     """What a shadow comparison found (:data:`scoring.comparison.VERDICT_LABELS`)."""
-    HOP_BUCKET: Final = "quanttrap.agent.hop_position_bucket"
-    """The primary's agent-hop position bucket (:data:`core.buckets.HOP_POSITION_BUCKETS`)."""
+    HOP_BUCKET: Final = "quanttrap.agent.hop_bucket"
+    """The primary's agent-hop position bucket (:data:`core.buckets.HOP_POSITION_BUCKETS`):
+    the same key as the request metrics' hop bucket, so the two join in PromQL."""
 
 
 SnapshotSource = Callable[[], LiveSnapshot | None]

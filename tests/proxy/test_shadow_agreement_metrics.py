@@ -52,7 +52,7 @@ class _Harness:
             key = (
                 labels["quanttrap_shadow_agreement"],
                 labels["quanttrap_shadow_verdict"],
-                labels["quanttrap_agent_hop_position_bucket"],
+                labels["quanttrap_agent_hop_bucket"],
             )
             out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
         return out
