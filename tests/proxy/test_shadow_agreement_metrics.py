@@ -219,20 +219,23 @@ async def test_a_restart_puts_comparisons_back_in_their_hop_buckets(tmp_path: Pa
     assert dict(view.verdicts) == {"agree": 1, "wrong_arguments": 1, "missing_call": 1}
 
 
-_HISTORY = [
-    {"role": "user", "content": "Weather in Paris, then the time there?"},
-    {"role": "assistant", "content": "Let me check."},
-    {"role": "user", "content": "Go on."},
-    {"role": "assistant", "content": "Checking."},
-    {"role": "user", "content": "Well?"},
-]
+def _call(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the request pipeline does not yet copy reader.tool_calls into the record "
-    "(proxy/pipeline.py _outcome); remove this mark when it does",
-)
+_HISTORY = [  # two round trips: two parallel calls and their results, then one call
+    {"role": "user", "content": "Weather in Paris and Rome, then the time in Paris?"},
+    {"role": "assistant", "content": None, "tool_calls": [
+        _call("a", "get_weather", '{"city": "Paris"}'),
+        _call("b", "get_weather", '{"city": "Rome"}'),
+    ]},
+    {"role": "tool", "tool_call_id": "a", "content": "sunny"},
+    {"role": "tool", "tool_call_id": "b", "content": "rain"},
+    {"role": "assistant", "content": None, "tool_calls": [_call("c", "get_time", '{"tz": "CET"}')]},
+    {"role": "tool", "tool_call_id": "c", "content": "10:00"},
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("stream", [False, True])
 async def test_tool_call_disagreement_through_the_app_reaches_metrics(stream: bool) -> None:
     backends = {
@@ -248,5 +251,5 @@ async def test_tool_call_disagreement_through_the_app_reaches_metrics(stream: bo
                 break
             await asyncio.sleep(0.01)
         counts = await h.metrics()
-    # Two assistant turns before the call: hop position 2.
+    # Two round trips before the call (their three tool results add none): hop position 2.
     assert counts == {("disagree", "wrong_arguments", "2"): 1}
