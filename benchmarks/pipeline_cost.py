@@ -64,11 +64,11 @@ def _serve(source: Path, config: Path, log: Path) -> subprocess.Popen[bytes]:
     """``quanttrap serve`` with the packages of ``source`` (a checkout), pinned to CPU 0."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(source)}
+    # Revisions before the composition root (quanttrap/) ran the CLI from proxy/.
+    module = "quanttrap.cli" if (source / "quanttrap" / "cli.py").exists() else "proxy.cli"
+    code = f"import sys; from {module} import main; sys.exit(main())"
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-c",
-         "import sys\ntry:\n from quanttrap.cli import main\nexcept ImportError:\n"
-         " from proxy.cli import main  # revisions before the composition root\n"
-         "sys.exit(main())",
+        ["taskset", "-c", "0", sys.executable, "-c", code,
          "serve", "--config", str(config), "--port", str(port)],
         stdout=log.open("wb"), stderr=subprocess.STDOUT, env=env, cwd=source,
     )  # fmt: skip

@@ -1,14 +1,22 @@
-"""Batch-size buckets: the one stratification that telemetry labels and scoring compares by.
+"""Buckets that telemetry labels and scoring compares by: batch size and agent-hop position.
 
 The paper's effects depend on the batch size a request ran in, so every comparison of
-variants is made within one bucket. Powers of two keep the label set small and fixed.
+variants is made within one batch bucket. Powers of two keep the label set small and fixed.
+Agent-hop positions (assistant round trips before a call) are bucketed the same way, so that
+shadow agreement can be stratified by hop position with a bounded label set.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["BATCH_BUCKETS", "BUCKET_LOWER_SIZE", "batch_bucket"]
+__all__ = [
+    "BATCH_BUCKETS",
+    "BUCKET_LOWER_SIZE",
+    "HOP_POSITION_BUCKETS",
+    "batch_bucket",
+    "hop_position_bucket",
+]
 
 BATCH_BUCKETS: Final = ("1", "2-3", "4-7", "8-15", "16-31", "32+", "unknown")
 """Every bucket, in order (the values of the ``quanttrap.batch_size_bucket`` label)."""
@@ -25,3 +33,17 @@ def batch_bucket(batch_size: int | None) -> str:
         return "32+"
     low = 1 << (batch_size.bit_length() - 1)
     return "1" if low == 1 else f"{low}-{2 * low - 1}"
+
+
+HOP_POSITION_BUCKETS: Final = ("0", "1", "2", "3-4", "5-8", "9-16", "17+")
+"""Strata of an agent-hop position, in order: a fixed label set, safe as a metric label."""
+
+
+def hop_position_bucket(position: int) -> str:
+    """``0``, ``1``, ``2``, ``3-4``, ``5-8``, ``9-16`` or ``17+`` (negative counts as 0)."""
+    if position <= 2:
+        return str(max(position, 0))
+    for high, label in ((4, "3-4"), (8, "5-8"), (16, "9-16")):
+        if position <= high:
+            return label
+    return "17+"

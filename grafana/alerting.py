@@ -31,6 +31,7 @@ ALERTS = (
     "QuanttrapEnergyInversion",
     "QuanttrapAccuracyDrop",
     "QuanttrapShadowDisagreement",
+    "QuanttrapAgentDisagreementGrows",
     "QuanttrapEnergyTelemetryMissing",
     "QuanttrapCanaryStalled",
 )
@@ -52,6 +53,7 @@ def alerting_groups(options: RuleOptions) -> list[dict[str, Any]]:
         _energy_inversion(options),
         _accuracy_drop(options),
         _shadow_disagreement(options),
+        _agent_disagreement_grows(options),
         _energy_missing(options),
         _canary_stalled(options),
     ]
@@ -198,6 +200,24 @@ def _shadow_disagreement(opts: RuleOptions) -> dict[str, Any]:
         f"More than {share:.0%} of the comparable shadow answers of "
         "{{ $labels.gen_ai_request_model }} differ from the primary's final answer, over at "
         f"least {opts.min_comparisons} comparisons in the window.",
+    )
+
+
+def _agent_disagreement_grows(opts: RuleOptions) -> dict[str, Any]:
+    pair = f"{Label.MODEL}, {Label.PRIMARY}, {Label.VARIANT}"
+    return _alert(
+        opts,
+        "QuanttrapAgentDisagreementGrows",
+        f"max by ({pair}) ({Series.SHADOW_HOP_TREND}) == 1",
+        "15m",
+        "warning",
+        "Shadow {{ $labels.quanttrap_variant }} disagrees with "
+        "{{ $labels.quanttrap_primary_variant }} more after the first agent hop",
+        "The proxy's anytime-valid trend: the whole confidence sequence of the disagreement "
+        "rate at agent hops >= 1 minus at hop 0 lies above 0, at scoring.confidence "
+        f"{opts.scoring.confidence:g}, since the verdict epoch started (tool calls compared "
+        "as tool calls). Errors compound along the agent's chain of calls; see the status "
+        "page's agent-hop table for the rates per hop and what differed.",
     )
 
 

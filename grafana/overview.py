@@ -265,6 +265,49 @@ def overview_dashboard() -> dashboard.Dashboard:
             min_value=0,
         )
     )
+    pair = f"{_M}, {Label.PRIMARY}, {_V}"
+    not_agreed = _sel(Series.SHADOW_COMPARISONS, f'{Label.SHADOW_VERDICT}!="agree"', bucket=False)
+    d = d.with_panel(
+        timeseries_panel(
+            ids,
+            "Shadow disagreement by agent hop",
+            "Share of comparable shadow answers (text, or tool calls when the primary called "
+            "tools) that differ from the primary's, by the primary's agent-hop position "
+            "(assistant round trips before the call), fleet-wide over the SI window. Hop 0 "
+            "also holds single-call chat. Whether disagreement grows after the first hop, "
+            "with an anytime-valid interval, is on the status page (hop_trend).",
+            [
+                Query(
+                    _sel(Record.SHADOW_DISAGREEMENT_BY_HOP, bucket=False),
+                    "{{quanttrap_primary_variant}} → {{quanttrap_variant}} · hop "
+                    "{{quanttrap_agent_hop_bucket}}",
+                )
+            ],
+            unit="percentunit",
+            span=6,
+            min_value=0,
+        )
+    )
+    d = d.with_panel(
+        timeseries_panel(
+            ids,
+            "What the shadow answers got wrong",
+            "Shadow comparisons that disagreed or could not be compared, by what differed: "
+            "text_disagree, wrong_tool, wrong_arguments, missing_call, extra_call, "
+            "text_instead_of_call, call_instead_of_text, unknown (summed over proxies).",
+            [
+                Query(
+                    f"sum by ({pair}, {Label.SHADOW_VERDICT}) "
+                    f"(increase({not_agreed}[$__rate_interval]))",
+                    "{{quanttrap_shadow_verdict}} · {{quanttrap_primary_variant}} → "
+                    "{{quanttrap_variant}}",
+                )
+            ],
+            span=6,
+            min_value=0,
+            stacked=True,
+        )
+    )
     d = d.with_panel(
         timeseries_panel(
             ids,

@@ -217,16 +217,23 @@ def _formula_rules(opts: RuleOptions) -> list[Rule]:
 
 
 def _shadow_rules(opts: RuleOptions) -> list[Rule]:
-    by = f"{Label.MODEL}, {Label.PRIMARY}, {Label.VARIANT}"
-    w = opts.window
-    compared = window_increase(
-        Series.SHADOW_COMPARISONS, by, w, f'{Label.AGREEMENT}=~"agree|disagree"'
-    )
-    disagree = window_increase(Series.SHADOW_COMPARISONS, by, w, f'{Label.AGREEMENT}="disagree"')
-    return [
-        _record(Record.SHADOW_COMPARED, compared),
-        _record(
-            Record.SHADOW_DISAGREEMENT,
-            f"({disagree} or (0 * {Record.SHADOW_COMPARED})) / ({Record.SHADOW_COMPARED} > 0)",
-        ),
-    ]
+    """Disagreement among comparable shadow answers, per pair of variants and also per the
+    primary's agent-hop bucket (does disagreement grow along an agent's chain of calls?)."""
+    pair = f"{Label.MODEL}, {Label.PRIMARY}, {Label.VARIANT}"
+    rules = []
+    for by, compared_name, ratio_name in (
+        (pair, Record.SHADOW_COMPARED, Record.SHADOW_DISAGREEMENT),
+        (f"{pair}, {Label.HOP_BUCKET}", Record.SHADOW_COMPARED_BY_HOP,
+         Record.SHADOW_DISAGREEMENT_BY_HOP),
+    ):  # fmt: skip
+        compared = window_increase(
+            Series.SHADOW_COMPARISONS, by, opts.window, f'{Label.AGREEMENT}=~"agree|disagree"'
+        )
+        disagree = window_increase(
+            Series.SHADOW_COMPARISONS, by, opts.window, f'{Label.AGREEMENT}="disagree"'
+        )
+        rules += [
+            _record(compared_name, compared),
+            _record(ratio_name, f"({disagree} or (0 * {compared_name})) / ({compared_name} > 0)"),
+        ]
+    return rules

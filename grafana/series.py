@@ -56,6 +56,8 @@ class Label:
     MEMORY_METHOD: Final = label(ScoringKey.MEMORY_METHOD)
     DEPTH_BUCKET: Final = label(ScoringKey.DEPTH_BUCKET)
     QUESTION: Final = label(ScoringKey.QUESTION)
+    SHADOW_VERDICT: Final = label(ScoringKey.VERDICT)
+    HOP_BUCKET: Final = label(ScoringKey.HOP_BUCKET)
 
 
 class Series:
@@ -94,6 +96,7 @@ class Series:
     VERDICT: Final = _name(ScoringMetric.VERDICT)
     WINDOW_SAMPLES: Final = _name(ScoringMetric.WINDOW_SAMPLES)
     SHADOW_AGREEMENT: Final = _name(ScoringMetric.SHADOW_AGREEMENT)
+    SHADOW_HOP_TREND: Final = _name(ScoringMetric.SHADOW_HOP_TREND)
     VARIANT_MEMORY: Final = _name(ScoringMetric.VARIANT_MEMORY, "By")
     EVAL_GRADED: Final = _name(ScoringMetric.EVAL_GRADED, counter=True)
     GENERATION_TOKENS: Final = _name(ScoringMetric.GENERATION_TOKENS, counter=True)
@@ -123,6 +126,8 @@ class Record:
     ACCURACY_DIFFERENCE: Final = "quanttrap:accuracy_difference"
     SHADOW_COMPARED: Final = "quanttrap:shadow_compared:increase"
     SHADOW_DISAGREEMENT: Final = "quanttrap:shadow_disagreement:ratio"
+    SHADOW_COMPARED_BY_HOP: Final = "quanttrap:shadow_compared_by_hop:increase"
+    SHADOW_DISAGREEMENT_BY_HOP: Final = "quanttrap:shadow_disagreement_by_hop:ratio"
 
     @staticmethod
     def anchor(record: str) -> str:

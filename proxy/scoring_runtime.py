@@ -286,15 +286,19 @@ class ScoringRuntime:
                     comparison.primary_variant,
                     comparison.shadow_variant,
                     comparison.agree,
+                    reason=comparison.reason,
+                    agent_hop=comparison.agent_hop,
                 )
         shadow = pair.shadow
         if shadow is None:
             return
         primary = pair.primary
-        # The copy answered the primary's question: grade it against the primary's reference.
+        # The copy answered the primary's question: grade it against the primary's reference,
+        # unless the primary called tools (an agent hop before its final answer: not graded,
+        # so the copy is not either, and no unpaired verdict is booked for it alone).
         shadow = replace(
             shadow,
-            expected_answer=primary.expected_answer,
+            expected_answer=None if primary.tool_calls else primary.expected_answer,
             dataset=primary.dataset,
             prompt=primary.prompt,
             reference_depth=primary.reference_depth,

@@ -35,7 +35,15 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from proxy.errors import APIError
-from scoring.snapshot import BucketRow, HistoryPoint, LiveSnapshot, PillarView, VariantStatus
+from scoring.agreement import HopTrend
+from scoring.snapshot import (
+    AgreementView,
+    BucketRow,
+    HistoryPoint,
+    LiveSnapshot,
+    PillarView,
+    VariantStatus,
+)
 from scoring.stats import Interval, McNemarResult
 from scoring.verdicts import Verdicts
 
@@ -148,20 +156,54 @@ def _models_json(snap: LiveSnapshot, runtime: ScoringRuntime) -> list[dict[str, 
                 "model": m.model,
                 "anchor": m.anchor,
                 "variants": variants,
-                "shadow_agreement": [
-                    {
-                        "primary": a.primary,
-                        "shadow": a.shadow,
-                        "agree": a.agree,
-                        "disagree": a.disagree,
-                        "unknown": a.unknown,
-                        "rate": _iv(a.rate),
-                    }
-                    for a in m.agreement
-                ],
+                "shadow_agreement": [_agreement_json(a) for a in m.agreement],
             }
         )
     return models
+
+
+def _agreement_json(a: AgreementView) -> dict[str, Any]:
+    """Agreement over the window, by hop bucket and by outcome, and the epoch's hop trend."""
+    return {
+        "primary": a.primary,
+        "shadow": a.shadow,
+        "agree": a.agree,
+        "disagree": a.disagree,
+        "unknown": a.unknown,
+        "rate": _iv(a.rate),
+        "verdicts": dict(a.verdicts),
+        "by_hop": [
+            {
+                "hop_bucket": h.bucket,
+                "agree": h.agree,
+                "disagree": h.disagree,
+                "unknown": h.unknown,
+                "rate": _iv(h.rate),
+            }
+            for h in a.hops
+        ],
+        "hop_trend": _trend_json(a.trend),
+    }
+
+
+def _trend_json(t: HopTrend | None) -> dict[str, Any] | None:
+    if t is None:
+        return None
+    difference = _iv(t.difference)
+    if difference is not None and t.difference is not None:
+        difference["confidence"] = t.difference.confidence
+    return {
+        "statistic": "disagreement rate at hops >= 1 minus at hop 0",
+        "method": "anytime-valid confidence sequence (normal mixture, Bernoulli bound), "
+        "since the epoch started",
+        "since": t.since,
+        "level": 1.0 - t.alpha,
+        "min_samples": t.min_samples,
+        "first_hop": {"compared": t.first_compared, "disagree": t.first_disagree},
+        "later_hops": {"compared": t.later_compared, "disagree": t.later_disagree},
+        "difference": difference,
+        "grows": t.grows,
+    }
 
 
 def _variant_json(v: VariantStatus) -> dict[str, Any]:
@@ -340,7 +382,7 @@ def _log_endpoint(
         if store is None:
             raise APIError(
                 404,
-                "The evaluation log is switched off (scoring.store.enabled: false).",
+                "The evaluation log is switched off (scoring.io.store.enabled: false).",
                 code="store_disabled",
             )
         filters, limit = _parse_query(request.scope.get("query_string", b""), allowed)

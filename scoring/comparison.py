@@ -48,6 +48,7 @@ from scoring.evaluation import DEFAULT_DATASET, grade_answer, prompt_sha256
 
 __all__ = [
     "AGREEMENT_REASONS",
+    "VERDICT_LABELS",
     "PairComparison",
     "answers_agree",
     "canonical_arguments",
@@ -55,6 +56,7 @@ __all__ = [
     "final_answer",
     "normalise_text",
     "tool_calls_agree",
+    "verdict_label",
 ]
 
 AGREEMENT_REASONS: Final = (
@@ -69,6 +71,21 @@ AGREEMENT_REASONS: Final = (
     "call_instead_of_text",
 )
 """Every value :attr:`PairComparison.reason` takes (see the module docstring)."""
+
+VERDICT_LABELS: Final = (
+    "agree",
+    "text_disagree",
+    "unknown",
+    "wrong_tool",
+    "wrong_arguments",
+    "missing_call",
+    "extra_call",
+    "text_instead_of_call",
+    "call_instead_of_text",
+)
+"""The comparison outcome as a bounded metric label (:func:`verdict_label`)."""
+
+_LABEL_OF_REASON: Final = {"same": "agree", "different_answer": "text_disagree"}
 
 _SPACES = re.compile(r"\s+")
 
@@ -168,6 +185,19 @@ def tool_calls_agree(
     if extra and not missing:
         return False, "extra_call"
     return False, "wrong_tool"
+
+
+def verdict_label(reason: str | None, agree: bool | None) -> str:
+    """One of :data:`VERDICT_LABELS`: ``agree`` for any agreement (text or tool calls),
+    ``text_disagree`` for different text answers, ``unknown`` when not comparable, else the
+    tool-call reason. A comparison logged before reasons existed (``reason`` ``None``) is
+    labelled from ``agree`` alone (its disagreement was a text one)."""
+    if agree is None:
+        return "unknown"
+    if agree:
+        return "agree"
+    label = _LABEL_OF_REASON.get(reason or "different_answer", reason or "")
+    return label if label in VERDICT_LABELS else "text_disagree"
 
 
 def _calls_label(calls: Sequence[ToolCall], capture_content: bool) -> str:

@@ -9,8 +9,11 @@ number, compared as numbers). A bare expected answer such as ``"18"`` is accepte
 as if it were the reference's final line ``#### 18``.
 
 A request that failed is not graded (a failure is not a wrong answer; it is counted as a
-failure). A reference that cannot be read, or an unknown dataset, is reported as
-``grading_error`` and never counted as wrong.
+failure), and neither is one that answered with tool calls: an agent hop that calls a tool has
+not given its task's final answer yet, so grading its (empty) text would count a wrong answer
+that was never given; shadow agreement compares such answers as tool calls instead. A
+reference that cannot be read, or an unknown dataset, is reported as ``grading_error`` and
+never counted as wrong.
 """
 
 from __future__ import annotations
@@ -139,7 +142,8 @@ def process_record(
     item_id: str | None = None,
     capture_content: bool = False,
 ) -> Processed:
-    """Measure ``record`` and, if it carries an expected answer and succeeded, grade it."""
+    """Measure ``record`` and, if it carries an expected answer, succeeded and answered
+    without tool calls, grade it."""
     at = record.started_at + record.duration_s
     bucket = batch_bucket(record.batch_size)
     sample = generation_sample(record)
@@ -150,7 +154,7 @@ def process_record(
     evaluation = None
     error = None
     dataset = record.dataset or DEFAULT_DATASET
-    if record.expected_answer is not None and record.ok:
+    if record.expected_answer is not None and record.ok and not record.tool_calls:
         try:
             result = grade_answer(record.text, record.expected_answer, dataset)
             depth = record.reference_depth

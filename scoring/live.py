@@ -15,7 +15,9 @@ located across buckets where energy was measured.
 
 It is pure and single-threaded: time is passed in, no I/O; the runtime calls it from one
 worker. Memory is bounded by the configured models, variants and the fixed bucket set (times
-the number of slots per window), plus a bounded table of unpaired verdicts.
+the number of slots per window), plus a bounded table of unpaired verdicts. Shadow
+comparisons are also kept per agent-hop bucket (a fixed set) in the window and the epoch, for
+the per-hop agreement and its trend (:mod:`scoring.agreement`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final, Literal
 
-from scoring.comparison import PairComparison
+from core.buckets import hop_position_bucket
+from scoring.agreement import hop_trend, hop_views
+from scoring.comparison import VERDICT_LABELS, PairComparison, verdict_label
 from scoring.config import ScoringConfig
 from scoring.evidence import RegimeLatch
 from scoring.row import RowInputs, score_row
@@ -95,6 +99,7 @@ class LiveScorer:
         self._anchors = {m.name: m.anchor for m in self.models}
         self._windows: dict[tuple[str, str, str], SlidingWindow[EvidenceCell]] = {}
         self._agreement: dict[tuple[str, str, str], SlidingWindow[AgreementCell]] = {}
+        self._agreement_epoch: dict[tuple[str, str, str], AgreementCell] = {}
         self._latches: dict[tuple[str, str, str], RegimeLatch] = {}
         self._epoch: dict[tuple[str, str, str], EvidenceCell] = {}
         self._epoch_since: float | None = None
@@ -121,23 +126,26 @@ class LiveScorer:
             self._pair(obs, now)
 
     def ingest_comparison(self, cmp: PairComparison, now: float) -> None:
+        """Book one shadow comparison: its outcome, its label and the primary's hop bucket,
+        in the window and in the epoch (the hop trend's evidence)."""
         key = (cmp.model, cmp.primary_variant, cmp.shadow_variant)
         if (cmp.model, cmp.shadow_variant) not in self._bits:
             return
+        self._roll(now)
+        hop = hop_position_bucket(cmp.agent_hop)
+        label = verdict_label(cmp.reason, cmp.agree)
+        epoch = self._agreement_epoch.get(key)
+        if epoch is None:
+            epoch = self._agreement_epoch[key] = AgreementCell()
+        epoch.add(cmp.agree, hop, label)
         window = self._agreement.get(key)
         if window is None:
             window = self._agreement[key] = SlidingWindow(
                 self.config.window_s, self.config.slot_s, AgreementCell
             )
         cell = window.cell(cmp.at, now)
-        if cell is None:
-            return
-        if cmp.agree is None:
-            cell.unknown += 1
-        elif cmp.agree:
-            cell.agree += 1
-        else:
-            cell.disagree += 1
+        if cell is not None:
+            cell.add(cmp.agree, hop, label)
 
     def _pair(self, obs: Observation, now: float) -> None:
         """Join verdicts on the same prompt; book each (anchor, variant) pair once."""
@@ -195,6 +203,7 @@ class LiveScorer:
     def new_epoch(self, now: float) -> None:
         """Start a verdict epoch at ``now``: forget its evidence, hold its "yes" answers."""
         self._epoch.clear()
+        self._agreement_epoch.clear()
         self._held = dict(self._last_answers)
         self._epoch_since = now
 
@@ -293,14 +302,35 @@ class LiveScorer:
 
     def _agreements(self, spec: ModelSpec, now: float) -> tuple[AgreementView, ...]:
         out = []
-        for (model, primary, shadow), window in sorted(self._agreement.items()):
+        confidence = self.config.confidence
+        trap = self.config.trap
+        for key, window in sorted(self._agreement.items()):
+            model, primary, shadow = key
             if model != spec.name:
                 continue
             cell = window.total(now)
             known = cell.agree + cell.disagree
-            rate = wilson_interval(cell.agree, known, self.config.confidence) if known else None
+            rate = wilson_interval(cell.agree, known, confidence) if known else None
+            trend = hop_trend(
+                self._agreement_epoch.get(key) or AgreementCell(),
+                self._epoch_since if self._epoch_since is not None else now,
+                1.0 - confidence,
+                trap.tune_samples,
+                trap.min_graded,
+            )
+            verdicts = tuple((v, cell.verdicts[v]) for v in VERDICT_LABELS if v in cell.verdicts)
             out.append(
-                AgreementView(primary, shadow, cell.agree, cell.disagree, cell.unknown, rate)
+                AgreementView(
+                    primary,
+                    shadow,
+                    cell.agree,
+                    cell.disagree,
+                    cell.unknown,
+                    rate,
+                    hop_views(cell, confidence),
+                    verdicts,
+                    trend,
+                )
             )
         return tuple(out)
 

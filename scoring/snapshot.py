@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from scoring.agreement import HopAgreement, HopTrend
 from scoring.regimes import Regime
 from scoring.stats import Interval, McNemarResult
 from scoring.thresholds import BatchThreshold
@@ -120,7 +121,14 @@ class VariantStatus:
 
 @dataclass(frozen=True, slots=True)
 class AgreementView:
-    """Shadow answer agreement of ``shadow`` with ``primary`` (Wilson interval on the rate)."""
+    """Shadow answer agreement of ``shadow`` with ``primary`` (Wilson interval on the rate).
+
+    ``hops`` splits the window's comparisons by the primary's agent-hop bucket, ``verdicts``
+    counts each outcome label in the window (``(label, count)``, labels of
+    :data:`~scoring.comparison.VERDICT_LABELS` that occurred), and ``trend`` is the epoch's
+    anytime-valid answer to "does disagreement grow after the first hop?"
+    (:mod:`scoring.agreement`).
+    """
 
     primary: str
     shadow: str
@@ -128,6 +136,9 @@ class AgreementView:
     disagree: int
     unknown: int
     rate: Interval | None
+    hops: tuple[HopAgreement, ...] = ()
+    verdicts: tuple[tuple[str, int], ...] = ()
+    trend: HopTrend | None = None
 
 
 @dataclass(frozen=True, slots=True)

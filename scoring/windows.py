@@ -224,16 +224,46 @@ class EvidenceCell:
 
 @dataclass(slots=True)
 class AgreementCell:
-    """Shadow answer comparisons: agreed, disagreed, or not comparable (no answer found)."""
+    """Shadow answer comparisons: agreed, disagreed, or not comparable (no answer found).
+
+    ``hops`` splits the same counts by the primary's agent-hop bucket
+    (:data:`~core.buckets.HOP_POSITION_BUCKETS`: ``[agree, disagree, unknown]`` each) and
+    ``verdicts`` counts each outcome label (:data:`~scoring.comparison.VERDICT_LABELS`);
+    both key sets are fixed, so a cell stays bounded.
+    """
 
     agree: int = 0
     disagree: int = 0
     unknown: int = 0
+    hops: dict[str, list[int]] = field(default_factory=dict)
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, agree: bool | None, hop_bucket: str, verdict: str) -> None:
+        index = 2 if agree is None else 0 if agree else 1
+        if index == 0:
+            self.agree += 1
+        elif index == 1:
+            self.disagree += 1
+        else:
+            self.unknown += 1
+        counts = self.hops.get(hop_bucket)
+        if counts is None:
+            counts = self.hops[hop_bucket] = [0, 0, 0]
+        counts[index] += 1
+        self.verdicts[verdict] = self.verdicts.get(verdict, 0) + 1
 
     def merge(self, other: AgreementCell) -> None:
         self.agree += other.agree
         self.disagree += other.disagree
         self.unknown += other.unknown
+        for bucket, counts in other.hops.items():
+            mine = self.hops.get(bucket)
+            if mine is None:
+                mine = self.hops[bucket] = [0, 0, 0]
+            for i, n in enumerate(counts):
+                mine[i] += n
+        for label, n in other.verdicts.items():
+            self.verdicts[label] = self.verdicts.get(label, 0) + n
 
 
 class _Mergeable(Protocol):

@@ -30,6 +30,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
+from core.buckets import HOP_POSITION_BUCKETS, hop_position_bucket
 from core.records import Operation
 
 __all__ = [
@@ -159,20 +160,8 @@ def prior_tool_calls_per_hop(
     return tuple(_history_turns(operation, body)) if isinstance(body, Mapping) else ()
 
 
-HOP_POSITION_BUCKETS: Final = ("0", "1", "2", "3-4", "5-8", "9-16", "17+")
-"""Strata of an agent-hop position: a fixed label set, safe as a metric label."""
 TOOL_CALL_BUCKETS: Final = ("0", "1", "2", "3-4", "5+")
 """Strata of the tool calls one hop made: a fixed label set."""
-
-
-def hop_position_bucket(position: int) -> str:
-    """``0``, ``1``, ``2``, ``3-4``, ``5-8``, ``9-16`` or ``17+`` (negative counts as 0)."""
-    if position <= 2:
-        return str(max(position, 0))
-    for high, label in ((4, "3-4"), (8, "5-8"), (16, "9-16")):
-        if position <= high:
-            return label
-    return "17+"
 
 
 def tool_calls_bucket(calls: int) -> str:

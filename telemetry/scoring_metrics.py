@@ -24,6 +24,9 @@ and ``_total`` for counters):
                                                while unanswered)
 ``quanttrap_window_samples``                   samples in the window, ``quanttrap_samples_kind``
 ``quanttrap_shadow_agreement``                 shadow answer agreement rate
+``quanttrap_shadow_hop_trend``                 1/0: shadow disagreement is higher after the
+                                               first agent hop than at it (anytime-valid, per
+                                               epoch; no sample while unanswered)
 ``quanttrap_variant_memory_bytes``             the residency the economic pillar uses, per
                                                variant, ``quanttrap_memory_method``: config |
                                                weights | cuda_peak | cpu_rss | peak (no
@@ -34,6 +37,14 @@ and ``_total`` for counters):
 ``quanttrap_generation_tokens_total``          generated tokens counted in TPS
 ``quanttrap_generation_duration_seconds_total`` generation seconds counted in TPS
 ``quanttrap_shadow_comparisons_total``         shadow comparisons, ``quanttrap_shadow_agreement``
+                                               (agree | disagree | unknown),
+                                               ``quanttrap_shadow_verdict`` (agree |
+                                               text_disagree | unknown | wrong_tool |
+                                               wrong_arguments | missing_call | extra_call |
+                                               text_instead_of_call | call_instead_of_text),
+                                               ``quanttrap_agent_hop_bucket`` (the
+                                               primary's hop: 0 | 1 | 2 | 3-4 | 5-8 | 9-16 |
+                                               17+)
 ``quanttrap_canary_probes_total``              canary probes, ``quanttrap_canary_outcome``
 ============================================  ================================================
 
@@ -50,6 +61,8 @@ from typing import Final
 from opentelemetry.metrics import CallbackOptions, Meter
 from opentelemetry.metrics import Observation as Point
 
+from core.buckets import hop_position_bucket
+from scoring.comparison import verdict_label
 from scoring.hops import depth_bucket
 from scoring.snapshot import BucketRow, LiveSnapshot
 from telemetry.semconv import Key
@@ -83,6 +96,7 @@ class ScoringMetric:
     WINDOW_SAMPLES: Final = "quanttrap.window.samples"
     VARIANT_MEMORY: Final = "quanttrap.variant.memory"
     SHADOW_AGREEMENT: Final = "quanttrap.shadow.agreement"
+    SHADOW_HOP_TREND: Final = "quanttrap.shadow.hop_trend"
     EVAL_GRADED: Final = "quanttrap.eval.graded"
     GENERATION_TOKENS: Final = "quanttrap.generation.tokens"
     GENERATION_DURATION: Final = "quanttrap.generation.duration"
@@ -105,6 +119,11 @@ class ScoringKey:
     MEMORY_METHOD: Final = "quanttrap.memory.method"
     DEPTH_BUCKET: Final = "quanttrap.depth.bucket"
     QUESTION: Final = "quanttrap.verdict.question"
+    VERDICT: Final = "quanttrap.shadow.verdict"
+    """What a shadow comparison found (:data:`scoring.comparison.VERDICT_LABELS`)."""
+    HOP_BUCKET: Final = "quanttrap.agent.hop_bucket"
+    """The primary's agent-hop position bucket (:data:`core.buckets.HOP_POSITION_BUCKETS`):
+    the same key as the request metrics' hop bucket, so the two join in PromQL."""
 
 
 SnapshotSource = Callable[[], LiveSnapshot | None]
@@ -142,6 +161,9 @@ class ScoringMetrics:
              self._samples),
             (ScoringMetric.SHADOW_AGREEMENT, "1", "Share of shadow answers equal to the "
              "primary's final answer.", self._agreement),
+            (ScoringMetric.SHADOW_HOP_TREND, "1", "1 when shadow disagreement is higher "
+             "after the first agent hop than at it (anytime-valid, since the epoch), 0 when "
+             "not shown.", self._hop_trend),
             (ScoringMetric.VARIANT_MEMORY, "By", "Memory residency the economic pillar "
              "compares (declared, engine weights or engine peak; see quanttrap.memory.method).",
              self._memory),
@@ -166,7 +188,8 @@ class ScoringMetrics:
         self._comparisons = meter.create_counter(
             ScoringMetric.SHADOW_COMPARISONS,
             unit="{comparison}",
-            description="Shadow answer comparisons: agree, disagree or unknown.",
+            description="Shadow answer comparisons: outcome, what differed (text or tool "
+            "calls) and the primary's agent-hop position bucket.",
         )
         self._canary = meter.create_counter(
             ScoringMetric.CANARY_PROBES,
@@ -212,7 +235,19 @@ class ScoringMetrics:
         self._gen_tokens.add(tokens, labels)
         self._gen_seconds.add(seconds, labels)
 
-    def comparison(self, model: str, primary: str, shadow: str, agree: bool | None) -> None:
+    def comparison(
+        self,
+        model: str,
+        primary: str,
+        shadow: str,
+        agree: bool | None,
+        *,
+        reason: str | None = None,
+        agent_hop: int = 0,
+    ) -> None:
+        """One shadow comparison: its outcome, what differed (``reason`` of
+        :class:`~scoring.comparison.PairComparison`, as a bounded label) and the primary's
+        agent-hop position (bucketed)."""
         outcome = "unknown" if agree is None else ("agree" if agree else "disagree")
         self._comparisons.add(
             1,
@@ -221,6 +256,8 @@ class ScoringMetrics:
                 ScoringKey.PRIMARY: primary,
                 Key.VARIANT: shadow,
                 ScoringKey.AGREEMENT: outcome,
+                ScoringKey.VERDICT: verdict_label(reason, agree),
+                ScoringKey.HOP_BUCKET: hop_position_bucket(agent_hop),
             },
         )
 
@@ -323,6 +360,22 @@ class ScoringMetrics:
                 if a.rate is not None:
                     yield Point(
                         a.rate.estimate,
+                        {
+                            Key.REQUEST_MODEL: model.model,
+                            ScoringKey.PRIMARY: a.primary,
+                            Key.VARIANT: a.shadow,
+                        },
+                    )
+
+    def _hop_trend(self) -> Iterator[Point]:
+        snap = self._snapshot()
+        if snap is None:
+            return
+        for model in snap.models:
+            for a in model.agreement:
+                if a.trend is not None and a.trend.grows is not None:  # unanswered: no sample
+                    yield Point(
+                        1.0 if a.trend.grows else 0.0,
                         {
                             Key.REQUEST_MODEL: model.model,
                             ScoringKey.PRIMARY: a.primary,

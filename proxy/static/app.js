@@ -242,6 +242,50 @@
       "<th>Speed ratio</th><th>Energy ratio</th></tr></thead><tbody>" + rows.join("") + "</tbody></table></div>";
   }
 
+  // Shadow agreement by the primary's agent-hop position, and whether disagreement grows.
+  var HOPS = ["0", "1", "2", "3-4", "5-8", "9-16", "17+"];
+
+  function trendText(t) {
+    if (!t) return na("no comparisons");
+    var counts = t.first_hop.disagree + "/" + t.first_hop.compared + " at hop 0, " +
+      t.later_hops.disagree + "/" + t.later_hops.compared + " after";
+    if (!t.difference) {
+      return na("needs " + t.min_samples + " comparable answers at hop 0 and after (" + counts + ")");
+    }
+    var d = t.difference;
+    var answer = t.grows ? '<span class="trap-on">grows</span>' : '<span class="trap-off">not shown to grow</span>';
+    return answer + ' <span class="num">' + (d.estimate >= 0 ? "+" : "") + num(d.estimate * 100, 1) + " pp</span>" +
+      '<span class="ci">' + num(d.low * 100, 1) + " – " + num(d.high * 100, 1) + " pp, " +
+      num(d.confidence * 100, 0) + "% valid at every look since the epoch · " + counts + "</span>";
+  }
+
+  function hopTable(model) {
+    var pairs = (model.shadow_agreement || []).filter(function (a) { return a.by_hop && a.by_hop.length; });
+    if (!pairs.length) return "";
+    var used = HOPS.filter(function (h) {
+      return pairs.some(function (a) { return a.by_hop.some(function (b) { return b.hop_bucket === h; }); });
+    });
+    var rows = pairs.map(function (a) {
+      var cells = used.map(function (h) {
+        var b = a.by_hop.filter(function (x) { return x.hop_bucket === h; })[0];
+        if (!b) return "<td>" + na("no comparison at this hop") + "</td>";
+        return "<td>" + iv(b.rate, 0, 100, "%", "nothing comparable") +
+          '<span class="ci">' + (b.agree + b.disagree) + " compared" + (b.unknown ? ", " + b.unknown + " not" : "") + "</span></td>";
+      }).join("");
+      var wrong = Object.keys(a.verdicts || {}).filter(function (k) { return k !== "agree"; }).map(function (k) {
+        return esc(k.replace(/_/g, " ")) + " " + a.verdicts[k];
+      }).join(", ");
+      return "<tr><td><b>" + esc(a.shadow) + "</b> vs " + esc(a.primary) + "</td>" + cells +
+        '<td class="left">' + trendText(a.hop_trend) + "</td>" +
+        '<td class="left">' + (wrong || '<span class="trap-off">nothing</span>') + "</td></tr>";
+    });
+    return '<div class="evidence"><h3>Shadow agreement by agent hop (window; Wilson intervals)</h3>' +
+      '<div class="scroll"><table class="compact hops"><thead><tr><th>Shadow</th>' +
+      used.map(function (h) { return "<th>hop " + esc(h) + "</th>"; }).join("") +
+      '<th class="left">Disagreement after hop 0 vs at hop 0</th><th class="left">What differed</th>' +
+      "</tr></thead><tbody>" + rows.join("") + "</tbody></table></div></div>";
+  }
+
   function fmtP(p) {
     return p < 0.0001 ? "< 0.0001" : num(p, 4);
   }
@@ -277,6 +321,7 @@
       (agree.length ? '<div class="agree"><b>Shadow agreement</b> · ' + agree.join(" · ") + "</div>" : "") +
       charts(m) +
       evidenceTable(m) +
+      hopTable(m) +
       (noteList.length ? '<ul class="notes">' + noteList.map(function (n) { return "<li>" + esc(n) + "</li>"; }).join("") + "</ul>" : "") +
       "</section>"
     );

@@ -1,10 +1,15 @@
-"""TEST DOUBLE: an in-process backend with scripted answers, for fast app tests."""
+"""TEST DOUBLE: an in-process backend with scripted answers, for fast app tests.
+
+With ``tool_calls`` set, a chat answer is those tool calls (OpenAI's chat format: a
+``message.tool_calls`` list with no content, or streamed ``delta.tool_calls`` pieces keyed by
+``index`` whose ``arguments`` arrive in two fragments), with ``finish_reason`` ``tool_calls``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import orjson
@@ -17,6 +22,7 @@ from backends.base import (
     ExecutionInfo,
     MemoryReport,
 )
+from core.records import ToolCall
 
 __all__ = ["ScriptedBackend"]
 
@@ -39,9 +45,12 @@ class ScriptedBackend:
         break_after: int | None = None,
         batch_size: int | None = None,
         ready: bool = True,
+        tool_calls: Sequence[ToolCall] = (),
     ) -> None:
         self.name = name
         self.words = words
+        self.tool_calls = tuple(tool_calls)
+        """Answer chat requests with these calls (settable between requests)."""
         self.fail = fail
         self.status = status
         self.body = body
@@ -87,10 +96,24 @@ class ScriptedBackend:
             "total_tokens": 3 + len(self.words),
         }
 
+    def _wire_call(self, i: int, call: ToolCall) -> dict[str, Any]:
+        return {
+            "id": f"call_{i}",
+            "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments},
+        }
+
     def _completion(self, request: BackendRequest) -> dict[str, Any]:
         text = " ".join(self.words)
-        if request.endpoint == "chat":
+        if request.endpoint == "chat" and self.tool_calls:
+            calls = [self._wire_call(i, c) for i, c in enumerate(self.tool_calls)]
             choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, "tool_calls": calls},
+                "finish_reason": "tool_calls",
+            }
+        elif request.endpoint == "chat":
+            choice = {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
                 "finish_reason": "stop",
@@ -106,9 +129,40 @@ class ScriptedBackend:
             "usage": self._usage(),
         }
 
+    def _call_chunks(self) -> list[dict[str, Any]]:
+        """The streamed deltas of the tool calls: the name first, the arguments in halves."""
+        chunks = []
+        for i, call in enumerate(self.tool_calls):
+            head = {**self._wire_call(i, call), "index": i}
+            head["function"] = {"name": call.name, "arguments": ""}
+            half = len(call.arguments) // 2
+            pieces = [call.arguments[:half], call.arguments[half:]]
+            deltas = [head] + [{"index": i, "function": {"arguments": p}} for p in pieces if p]
+            for delta in deltas:
+                role = {"role": "assistant", "content": None} if delta is head and i == 0 else {}
+                choice = {
+                    "index": 0,
+                    "delta": {**role, "tool_calls": [delta]},
+                    "finish_reason": None,
+                }
+                chunks.append({"id": "x", "object": "chat.completion.chunk", "choices": [choice]})
+        return chunks
+
     async def _events(self, request: BackendRequest) -> AsyncIterator[bytes]:
         try:
             chat = request.endpoint == "chat"
+            if chat and self.tool_calls:
+                for chunk in self._call_chunks():
+                    await asyncio.sleep(self.chunk_delay_s)
+                    yield orjson.dumps(chunk)
+                last = {"index": 0, "delta": {}, "finish_reason": "tool_calls"}
+                yield orjson.dumps({"id": "x", "object": "chunk", "choices": [last]})
+                if (request.body.get("stream_options") or {}).get("include_usage"):
+                    yield orjson.dumps(
+                        {"id": "x", "object": "chunk", "choices": [], "usage": self._usage()}
+                    )
+                yield b"[DONE]"
+                return
             for i, word in enumerate(self.words):
                 if self.break_after is not None and i >= self.break_after:
                     raise BackendStreamError("scripted break")

@@ -181,6 +181,66 @@ def test_shadow_disagreement(promtool: str, tmp_path: Path) -> None:
     )
 
 
+def test_shadow_disagreement_by_agent_hop(promtool: str, tmp_path: Path) -> None:
+    pair = {Label.MODEL: MODEL, Label.PRIMARY: ANCHOR, Label.VARIANT: "nf4"}
+
+    def comparisons(values: str, hop: str, agreement: str, verdict: str) -> dict[str, str]:
+        labels = {Label.HOP_BUCKET: hop, Label.AGREEMENT: agreement, Label.SHADOW_VERDICT: verdict}
+        return _series(Series.SHADOW_COMPARISONS, values, **pair, **labels)
+
+    series = [
+        comparisons("0+3x30", "0", "agree", "agree"),  # hop 0: 3 a minute, all agree
+        comparisons("0+1x30", "1", "agree", "agree"),
+        comparisons("0+1x30", "1", "disagree", "wrong_arguments"),
+        comparisons("0+1x30", "3-4", "disagree", "wrong_tool"),
+        comparisons("0+1x30", "3-4", "disagree", "text_instead_of_call"),
+        comparisons("0+4x30", "3-4", "unknown", "unknown"),  # not comparable: left out
+    ]
+
+    def ratio(hop: str, value: float) -> dict[str, Any]:
+        labels = {**pair, Label.HOP_BUCKET: hop}
+        inner = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        return {
+            "expr": f"quanttrap:shadow_disagreement_by_hop:ratio{inner}",
+            "eval_time": "20m",
+            "exp_samples": [{"labels": "quanttrap:shadow_disagreement_by_hop:ratio" + inner,
+                             "value": value}],
+        }  # fmt: skip
+
+    checks = [ratio("0", 0.0), ratio("1", 0.5), ratio("3-4", 1.0)]
+    whole = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(pair.items())) + "}"
+    checks.append(  # the pair's ratio over every hop is unchanged by the extra labels
+        {
+            "expr": f"quanttrap:shadow_disagreement:ratio{whole} * 7",
+            "eval_time": "20m",
+            "exp_samples": [{"labels": whole, "value": 3}],
+        }
+    )
+    _run(promtool, tmp_path, series, checks)
+
+
+def test_agent_disagreement_grows(promtool: str, tmp_path: Path) -> None:
+    pair = {Label.MODEL: MODEL, Label.PRIMARY: ANCHOR}
+    nf4, awq = ({**pair, Label.VARIANT: v} for v in ("nf4", "awq"))
+    series = [
+        # nf4: one replica's trend turns "grows" at minute 5; the other's stays "not shown"
+        _series(Series.SHADOW_HOP_TREND, "0x4 1x25", **nf4, instance="proxy-0"),
+        _series(Series.SHADOW_HOP_TREND, "0x30", **nf4, instance="proxy-1"),
+        _series(Series.SHADOW_HOP_TREND, "0x30", **awq, instance="proxy-0"),
+    ]
+    name = "QuanttrapAgentDisagreementGrows"
+    _run(
+        promtool,
+        tmp_path,
+        series,
+        [
+            _alerts(name, "4m"),
+            _alerts(name, "10m", ("pending", nf4)),
+            _alerts(name, "21m", ("firing", nf4)),
+        ],
+    )
+
+
 def test_missing_energy_telemetry(promtool: str, tmp_path: Path) -> None:
     info, method = Series.ENERGY_METHOD_INFO, Label.ENERGY_METHOD
     mv = {Label.MODEL: "e"}

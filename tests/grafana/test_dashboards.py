@@ -76,6 +76,7 @@ def test_overview_shows_what_the_issue_asks_for() -> None:
         Record.SI, Record.COR, Record.PILLAR, Record.ENERGY_PER_QUERY, Record.ACCURACY,
         Series.REGIME, Series.TRAP, Series.ENERGY_METHOD_INFO, Series.ACCURACY_LOW,
         Series.WINDOW_SAMPLES, Series.SHADOW_AGREEMENT, Series.REQUESTS,
+        Record.SHADOW_DISAGREEMENT_BY_HOP, f'{Label.SHADOW_VERDICT}!="agree"',
     ):  # fmt: skip
         assert needed in exprs, needed
     assert any(v["name"] == "bucket" for v in board["templating"]["list"])
