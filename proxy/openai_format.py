@@ -21,6 +21,10 @@ from proxy.formats._reader import ReaderBase, as_int, load_object
 __all__ = ["Accumulator", "parse_body", "validate_request"]
 
 
+_SPECIAL_DELTA_KEYS = frozenset({"tool_calls", "reasoning_content", "reasoning", "function_call"})
+"""Delta keys that need the full reading (anything but plain content)."""
+
+
 def _reasoning_of(obj: dict[str, Any]) -> str | None:
     value = obj.get("reasoning_content") or obj.get("reasoning")
     return value if isinstance(value, str) else None
@@ -46,6 +50,26 @@ class Accumulator(ReaderBase):
 
     def add_chunk(self, obj: dict[str, Any]) -> None:
         """One parsed ``chat.completion.chunk`` / ``text_completion`` stream event."""
+        # The hot path, once per streamed token: one choice whose delta holds only content.
+        choices = obj.get("choices")
+        if self.response_id is not None and type(choices) is list and len(choices) == 1:
+            choice = choices[0]
+            delta = choice.get("delta") if type(choice) is dict else None
+            if (
+                type(delta) is dict
+                and not choice.get("finish_reason")
+                and choice.get("index", 0) == 0
+                and not obj.get("usage")
+                and not _SPECIAL_DELTA_KEYS.intersection(delta)
+            ):
+                content = delta.get("content")
+                if type(content) is str and content:
+                    self._generated(content=True)
+                    self.pieces.append(content)
+                return
+        self._add_chunk(obj)
+
+    def _add_chunk(self, obj: dict[str, Any]) -> None:
         if self.response_id is None:
             self.response_id = obj.get("id")
             self.response_model = obj.get("model")
