@@ -28,10 +28,10 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the tests' wire builders
 
-from core.records import Operation  # noqa: E402
-from proxy.formats import ResponseReader, reader_for  # noqa: E402
-from tests.doubles import wire_messages, wire_responses  # noqa: E402
-from tests.doubles.reply_plan import Plan, PlannedCall, Turn  # noqa: E402
+from core.records import Operation
+from proxy.formats import ResponseReader, reader_for
+from tests.doubles import wire_messages, wire_responses
+from tests.doubles.reply_plan import Plan, PlannedCall, Turn
 
 
 class _Collect:
