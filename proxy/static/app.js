@@ -292,6 +292,24 @@
 
   // -- page -----------------------------------------------------------------------------------
 
+  // Shadow copies per batch-size bucket: the cap is shared by the buckets with traffic.
+  function shadowCoverage(c) {
+    if (!c) return "";
+    var parts = c.buckets.filter(function (b) { return b.offered > 0; }).map(function (b) {
+      return "batch " + esc(b.bucket) + ": " + b.run + " of " + b.offered + " run" +
+        (b.dropped ? ", " + b.dropped + " dropped" : "");
+    });
+    return '<div class="agree" data-shadow-coverage><b>Shadow copies</b> · cap ' + c.cap +
+      " shared by " + c.active_buckets + " active bucket(s) · " +
+      (parts.length ? parts.join(" · ") : "none offered yet") + "</div>";
+  }
+
+  function budgetText(b) {
+    if (!b) return "";
+    return ", CPU " + num(b.cpu_used_cores * 100, 1) + "% of a core (budget " +
+      num(b.cpu_budget_cores * 100, 1) + "%), limited by " + esc(b.limited_by);
+  }
+
   function modelCard(m, status) {
     var rows = m.variants.map(variantRow).join("");
     var notes = {};
@@ -319,6 +337,7 @@
       '<th>Energy / query</th><th>Trust</th><th>Economic</th><th>Energy</th><th>SI</th><th class="left">Regime · evidence</th>' +
       "</tr></thead><tbody>" + rows + "</tbody></table></div>" +
       (agree.length ? '<div class="agree"><b>Shadow agreement</b> · ' + agree.join(" · ") + "</div>" : "") +
+      shadowCoverage((status.shadow_sampling || {})[m.model]) +
       charts(m) +
       evidenceTable(m) +
       hopTable(m) +
@@ -331,7 +350,8 @@
     pollMs = Math.min(15000, Math.max(1000, (status.recompute_interval_s || 5) * 1000));
     var when = status.generated_at ? new Date(status.generated_at * 1000).toLocaleTimeString() : "–";
     var canary = status.canary && status.canary.enabled
-      ? " · canaries " + status.canary.rate_per_minute + "/min (" + esc(status.canary.dataset) + ")"
+      ? " · canaries " + status.canary.rate_per_minute + "/min (" + esc(status.canary.dataset) +
+        budgetText(status.canary.budget) + ")"
       : " · canaries off";
     document.getElementById("meta").innerHTML =
       '<span class="dot"></span>updated ' + esc(when) + " · window " + Math.round(status.window_s / 60) +

@@ -130,6 +130,8 @@ def server() -> Iterator[str]:
     app = QuanttrapApp(settings, backends, environ={})
     clock = [START]
     runtime = ScoringRuntime(settings, backends, clock=lambda: clock[0])
+    shadows = app.service.shadows
+    runtime.shadow_coverage = lambda: {m: d.sampler.stats() for m, d in shadows.items()}
     add_status_routes(app, runtime)
     _simulate(runtime, clock)
     with socket.socket() as s:
@@ -199,6 +201,7 @@ def test_page_renders_in_headless_chromium(
     assert 'class="badge full_trap"' in html and 'class="badge efficiency_trap"' in html
     assert html.count("<polyline") >= 6  # SI and energy lines for the variants
     assert "nvml_counter" in html and "status unavailable" not in html
+    assert "data-shadow-coverage" in html and "Shadow copies" in html  # per-bucket shares
 
     shot = tmp_path / "status_page.png"
     result = _run_chromium(binary, tmp_path, f"--screenshot={shot}", url)
