@@ -92,8 +92,9 @@ class RequestContext:
 
     @property
     def model(self) -> str:
+        """The model the client asked for (validated to be a string at the route)."""
         model = self.body.get("model")
-        return model if isinstance(model, str) else ""
+        return model if type(model) is str else ""
 
     def new_attempt(self, variant: str) -> Attempt:
         return Attempt(new_id(), variant, time.perf_counter(), time.time())

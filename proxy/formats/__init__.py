@@ -14,6 +14,8 @@ facts are the usage figures of one body.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from core.records import Operation, ToolCall
@@ -68,7 +70,13 @@ def reader_for(operation: Operation, started: float) -> ResponseReader:
         return ResponsesReader(started)
     if operation == "messages":
         return MessagesReader(started)
-    # Imported here: proxy.openai_format imports this package (its reader base), not the reverse.
+    return _chat_reader()(started)
+
+
+@functools.cache
+def _chat_reader() -> Callable[[float], ResponseReader]:
+    # Imported late: proxy.openai_format imports this package (its reader base), not the
+    # reverse; cached, since this runs once per request.
     from proxy.openai_format import Accumulator
 
-    return Accumulator(started)
+    return Accumulator
