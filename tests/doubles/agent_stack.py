@@ -54,12 +54,10 @@ def upstream_log(proc: Process) -> list[dict[str, Any]]:
     return httpx.get(proc.url + "/_double/requests").json()  # type: ignore[no-any-return]
 
 
-def metric_sum(
-    proxy: Process, sample: str, headers: dict[str, str] | None = None, **labels: str
-) -> float:
+def metric_sum(proxy: Process, sample: str, **labels: str) -> float:
     """The sum of every ``/metrics`` sample named ``sample`` whose labels include ``labels``
     (label names with dots written as underscores, as Prometheus does); 0.0 when none."""
-    text = httpx.get(proxy.url + "/metrics", headers=headers or {}, timeout=5).text
+    text = httpx.get(proxy.url + "/metrics", timeout=5).text
     total = 0.0
     for family in text_string_to_metric_families(text):
         for s in family.samples:
