@@ -148,6 +148,13 @@ def test_follow_up_pinned_and_not_shadowed(
                       quanttrap_shadow_outcome="sent") == sent  # fmt: skip
     # The shadow never saw the conversation, so it must not get the follow-up.
     assert len(_bodies(stack["nf4"], "/v1/responses")) == nf4_before
+    # The chain makes the follow-up agent hop 1 (the first turn was hop 0).
+    hops = {"gen_ai_request_model": "chain", "quanttrap_role": "primary"}
+    wait_for(
+        lambda: metric_sum(proxy, "quanttrap_hops_agent_count", **hops) == 2,
+        "both turns recorded",
+    )
+    assert metric_sum(proxy, "quanttrap_hops_agent_sum", **hops) == 1
 
 
 def test_unknown_previous_response_is_a_clear_400(client: openai.OpenAI) -> None:
