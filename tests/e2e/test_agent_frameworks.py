@@ -46,6 +46,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proces
             "models": [
                 model("agent-model", variant("bf16", 16, procs["bf16"].url)),
                 model("lc-model", variant("bf16", 16, procs["bf16"].url)),
+                model("agent-stream", variant("bf16", 16, procs["bf16"].url)),
             ]
         }
         path = logs / "quanttrap.yaml"
@@ -82,9 +83,12 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-def _agent(base_url: str, api_key: str, model_name: str, **kwargs: object) -> Agent:
+def _client(base_url: str, api_key: str) -> openai.AsyncOpenAI:
     set_tracing_disabled(True)
-    client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0)
+    return openai.AsyncOpenAI(base_url=base_url + "/v1", api_key=api_key, max_retries=0)
+
+
+def _agent(client: openai.AsyncOpenAI, model_name: str, **kwargs: object) -> Agent:
     return Agent(
         name="assistant",
         model=OpenAIResponsesModel(model=model_name, openai_client=client),
@@ -93,8 +97,10 @@ def _agent(base_url: str, api_key: str, model_name: str, **kwargs: object) -> Ag
 
 
 async def test_agents_sdk_tool_round_trip(stack: dict[str, Process]) -> None:
-    agent = _agent(stack["proxy"].url, KEY, "agent-model", tools=[get_weather])
-    result = await Runner.run(agent, "What is the weather in Paris?")
+    seen_cities.clear()
+    async with _client(stack["proxy"].url, KEY) as client:
+        agent = _agent(client, "agent-model", tools=[get_weather])
+        result = await Runner.run(agent, "What is the weather in Paris?")
     # Leg 1: the double called get_weather({"city": "Paris"}); the SDK ran the tool;
     # leg 2: the double answered from the tool's output.
     assert seen_cities == ["Paris"]
@@ -114,10 +120,26 @@ async def test_agents_sdk_tool_round_trip(stack: dict[str, Process]) -> None:
     assert metric_sum(proxy, "quanttrap_hops_agent_sum", gen_ai_request_model="agent-model") == 1
 
 
+async def test_agents_sdk_streamed_tool_round_trip(stack: dict[str, Process]) -> None:
+    seen_cities.clear()
+    async with _client(stack["proxy"].url, KEY) as client:
+        agent = _agent(client, "agent-stream", tools=[get_weather])
+        run = Runner.run_streamed(agent, "What is the weather in Paris?")
+        kinds = {event.type async for event in run.stream_events()}
+    assert {"raw_response_event", "run_item_stream_event"} <= kinds
+    assert seen_cities == ["Paris"]
+    assert run.final_output == "The tool said: sunny in Paris"
+    legs = [
+        r["body"] for r in upstream_log(stack["bf16"]) if r["body"].get("model") == "agent-stream"
+    ]
+    assert [leg.get("stream") for leg in legs] == [True, True]
+
+
 async def test_agents_sdk_against_the_embedded_default(embedded: Process) -> None:
     (item,) = generate(1, seed=11, depths=[1])
-    agent = _agent(embedded.url, "x", "probe")
-    result = await Runner.run(agent, item.question)
+    async with _client(embedded.url, "x") as client:
+        # No instructions: the probe model was trained on a lone user turn.
+        result = await Runner.run(_agent(client, "probe"), item.question)
     assert get_grader("multihop").grade(str(result.final_output), str(item.answer)).correct, (
         item.question,
         result.final_output,
