@@ -18,6 +18,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -44,6 +45,7 @@ RESPONSES_TOOLS: list[Any] = [
     {"type": "function", "name": "get_weather", "parameters": TOOLS[0]["function"]["parameters"]}
 ]
 CITIES = ("Paris", "Rome", "Oslo")
+APIS = ("chat", "responses", "messages")
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +73,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proces
                 model("hops-responses", plain),
                 model("reason-chat", variant("bf16", 16, procs["thinker"].url)),
                 model("reason-responses", variant("bf16", 16, procs["thinker"].url)),
-                model("agree", plain, variant("nf4", 4, procs["same"].url), shadow="nf4"),
-                model("disagree", plain, variant("nf4", 4, procs["other"].url), shadow="nf4"),
+                *(
+                    model(f"{verdict}-{api}", plain, variant("nf4", 4, procs[up].url), shadow="nf4")
+                    for verdict, up in (("agree", "same"), ("disagree", "other"))
+                    for api in APIS
+                ),
             ],
             "scoring": {"recompute_interval_s": 0.5, "store": {"path": str(logs / "q.sqlite3")}},
         }
@@ -203,12 +208,27 @@ def test_reasoning_first_token_before_first_content(
     assert metric_sum(proxy, "quanttrap_reasoning_tokens_sum", gen_ai_request_model=name) == 3
 
 
-def _tool_turn(client: openai.OpenAI, model_name: str) -> None:
-    answer = client.chat.completions.create(
-        model=model_name, messages=[{"role": "user", "content": "Weather in Paris?"}], tools=TOOLS
-    )
-    (call,) = answer.choices[0].message.tool_calls or []
-    assert call.function.name == "get_weather"  # type: ignore[union-attr]
+def _tool_turn(client: openai.OpenAI, proxy: Process, api: str, model_name: str) -> None:
+    """One agent hop that offers ``get_weather``, through ``api``; the primary calls it."""
+    ask = "Weather in Paris?"
+    if api == "chat":
+        answer = client.chat.completions.create(
+            model=model_name, messages=[{"role": "user", "content": ask}], tools=TOOLS
+        )
+        names = [c.function.name for c in answer.choices[0].message.tool_calls or []]  # type: ignore[union-attr]
+    elif api == "responses":
+        response = client.responses.create(model=model_name, input=ask, tools=RESPONSES_TOOLS)
+        names = [i.name for i in response.output if i.type == "function_call"]
+    else:
+        with anthropic.Anthropic(base_url=proxy.url, api_key=KEY, max_retries=0) as a:
+            message = a.messages.create(
+                model=model_name,
+                max_tokens=64,
+                messages=[{"role": "user", "content": ask}],
+                tools=[{"name": "get_weather", "input_schema": RESPONSES_TOOLS[0]["parameters"]}],
+            )
+        names = [b.name for b in message.content if b.type == "tool_use"]
+    assert names == ["get_weather"]
 
 
 def _comparisons(proxy: Process, model_name: str) -> list[dict[str, Any]]:
@@ -226,20 +246,23 @@ def _agreement(proxy: Process, model_name: str) -> dict[str, Any] | None:
     return None
 
 
+@pytest.mark.parametrize("api", APIS)
 @pytest.mark.parametrize(
-    ("model_name", "agree", "reason", "outcome"),
+    ("verdict", "agree", "reason", "outcome"),
     [("agree", True, "same", "agree"), ("disagree", False, "wrong_arguments", "disagree")],
 )
 def test_tool_call_agreement_reaches_metrics_and_status(
-    model_name: str,
+    api: str,
+    verdict: str,
     agree: bool,
     reason: str,
     outcome: str,
     client: openai.OpenAI,
     stack: dict[str, Process],
 ) -> None:
-    _tool_turn(client, model_name)
     proxy = stack["proxy"]
+    model_name = f"{verdict}-{api}"
+    _tool_turn(client, proxy, api, model_name)
     (row,) = wait_for(lambda: _comparisons(proxy, model_name), f"{model_name}: a comparison")
     assert row["agree"] is agree and row["reason"] == reason, row
     assert row["shadow_variant"] == "nf4"
@@ -253,4 +276,4 @@ def test_tool_call_agreement_reaches_metrics_and_status(
     assert (summary["agree"], summary["disagree"]) == ((1, 0) if agree else (0, 1))
     # The shadow really was asked with the tools (a shadow copy of an agent hop).
     shadow_up = stack["same" if agree else "other"]
-    assert upstream_log(shadow_up)[-1]["body"]["tools"][0]["function"]["name"] == "get_weather"
+    assert "get_weather" in json.dumps(upstream_log(shadow_up)[-1]["body"]["tools"])
