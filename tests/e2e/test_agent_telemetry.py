@@ -78,6 +78,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Proces
                     for verdict, up in (("agree", "same"), ("disagree", "other"))
                     for api in APIS
                 ),
+                model("disagree-hop", plain, variant("nf4", 4, procs["other"].url), shadow="nf4"),
             ],
             "scoring": {"recompute_interval_s": 0.5, "store": {"path": str(logs / "q.sqlite3")}},
         }
@@ -265,7 +266,7 @@ def test_tool_call_agreement_reaches_metrics_and_status(
     _tool_turn(client, proxy, api, model_name)
     (row,) = wait_for(lambda: _comparisons(proxy, model_name), f"{model_name}: a comparison")
     assert row["agree"] is agree and row["reason"] == reason, row
-    assert row["shadow_variant"] == "nf4"
+    assert row["shadow_variant"] == "nf4" and row["agent_hop"] == 0
     labels = {"gen_ai_request_model": model_name, "quanttrap_shadow_agreement": outcome}
     wait_for(
         lambda: metric_sum(proxy, "quanttrap_shadow_comparisons_total", **labels) == 1,
@@ -277,3 +278,24 @@ def test_tool_call_agreement_reaches_metrics_and_status(
     # The shadow really was asked with the tools (a shadow copy of an agent hop).
     shadow_up = stack["same" if agree else "other"]
     assert "get_weather" in json.dumps(upstream_log(shadow_up)[-1]["body"]["tools"])
+
+
+def test_comparison_at_a_later_hop_carries_its_position(
+    client: openai.OpenAI, stack: dict[str, Process]
+) -> None:
+    call = {
+        "id": "call_0",
+        "type": "function",
+        "function": {"name": "get_weather", "arguments": json.dumps({"city": "Oslo"})},
+    }
+    messages: list[Any] = [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_0", "content": "snow"},
+        {"role": "user", "content": "And in Paris?"},
+    ]
+    answer = client.chat.completions.create(model="disagree-hop", messages=messages, tools=TOOLS)
+    assert answer.choices[0].message.tool_calls
+    proxy = stack["proxy"]
+    (row,) = wait_for(lambda: _comparisons(proxy, "disagree-hop"), "the hop-1 comparison")
+    assert (row["agree"], row["reason"], row["agent_hop"]) == (False, "wrong_arguments", 1), row
