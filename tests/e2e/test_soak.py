@@ -7,12 +7,18 @@ One run, then ``kill -9`` and a restart; the tests read its result.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+import proxy.pipeline
 from benchmarks.soak import SoakResult, parser, run_soak
+
+# The pipeline awaits the evaluation journal before the last byte (main since the
+# one-pipeline merge); on a tree without it, kill -9 loses the last records.
+_JOURNAL_WIRED = "journal" in inspect.getsource(proxy.pipeline)
 
 pytestmark = pytest.mark.slow
 
@@ -44,6 +50,7 @@ def test_every_graded_evaluation_is_in_the_store(soak: SoakResult) -> None:
 
 
 @pytest.mark.xfail(
+    not _JOURNAL_WIRED,
     strict=True,
     reason="the request pipeline does not await ScoringRuntime.journal() before the last "
     "byte yet (the lead wires it; see docs/reliability.md): records answered just before "
