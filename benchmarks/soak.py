@@ -280,7 +280,7 @@ def run_soak(args: argparse.Namespace, folder: Path) -> SoakResult:
         cfg = config(folder, bf16.url, nf4.url, window_s=args.window_s)
         proxy = start_proxy(cfg, folder)
         procs.append(proxy)
-        schema = httpx.get(proxy.url + "/openapi.json").json()
+        schema = httpx.get(proxy.url + "/openapi.json", timeout=60).json()  # built on first use
         result.responses_route = "/v1/responses" in schema.get("paths", {})
         kinds = _KINDS + (("responses", "responses-stream") if result.responses_route else ())
         t0 = time.monotonic()
