@@ -18,6 +18,13 @@ response is checked:
   ``/v1/messages``; 401 for a missing or wrong key (the proxy under test is expected to guard
   every route, i.e. run with ``server.protect_metrics`` on when keys are set).
 
+Known defect, not sent (counted as ``held_back``): an embeddings request whose
+``dimensions`` exceeds ``MAX_DIMENSIONS``. The proxy forwards any int32 value and holds a
+non-streamed upstream answer whole (about 9x its size in memory); with the test double
+(which makes vectors of any length) one such case found by the fuzzer (19 inputs, 9,772,076
+dimensions: a 1.7 GB answer) ended in a connection closed without a response, most likely
+the process running out of memory. ``test_fuzz_openapi.py`` pins it (xfail) until fixed.
+
 Caveat: requests that the HTTP client refuses to send (a header value with a newline that
 negative mode drew) are counted as ``unsendable``, not as requests.
 """
@@ -41,6 +48,8 @@ from schemathesis import GenerationMode
 __all__ = ["FuzzFailure", "FuzzReport", "error_shape_problem", "fuzz"]
 
 _ANTHROPIC_ROUTES = ("/v1/messages",)
+MAX_DIMENSIONS = 65_536
+"""Embedding lengths past any real model's (OpenAI's largest is 3,072)."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class FuzzReport:
 
     requests: int = 0
     unsendable: int = 0
+    held_back: int = 0
     seconds: float = 0.0
     by_status: Counter[int] = field(default_factory=Counter)
     by_operation: Counter[str] = field(default_factory=Counter)
@@ -77,7 +87,8 @@ class FuzzReport:
         statuses = ", ".join(f"{s}: {n}" for s, n in sorted(self.by_status.items()))
         return (
             f"{self.requests} requests in {self.seconds:.0f} s "
-            f"({self.requests / max(self.seconds, 1e-9):.0f}/s), {self.unsendable} unsendable; "
+            f"({self.requests / max(self.seconds, 1e-9):.0f}/s), {self.unsendable} unsendable, "
+            f"{self.held_back} held back (known defect); "
             f"statuses {statuses}; 5xx {self.server_errors}, hangs {self.hangs}, "
             f"rule breaks {len(self.failures)}"
         )
@@ -117,6 +128,16 @@ def _check(case: Any, response: requests.Response, keyed: bool) -> str | None:
     if problem is None and not keyed and status != 401:
         problem = f"missing or wrong key answered {status}, not 401"
     return problem
+
+
+def _known_defect(case: Any) -> bool:
+    body = case.body
+    return (
+        case.operation.path == "/v1/embeddings"
+        and isinstance(body, dict)
+        and isinstance(body.get("dimensions"), int)
+        and body["dimensions"] > MAX_DIMENSIONS
+    )
 
 
 def fuzz(
@@ -182,6 +203,9 @@ def _run(
         if known_model and isinstance(case.body, dict) and "model" in case.body:
             case.body["model"] = model
         headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if _known_defect(case):
+            report.held_back += 1
+            return
         try:
             response = case.call(base_url=base_url, session=session, headers=headers,
                                  timeout=timeout)  # fmt: skip
@@ -191,6 +215,11 @@ def _run(
             return
         except (requests.exceptions.InvalidHeader, UnicodeEncodeError, ValueError):
             report.unsendable += 1
+            return
+        except requests.ConnectionError as exc:
+            report.requests += 1
+            problem = f"connection dropped without a response: {exc}"[:200]
+            report.failures.append(FuzzFailure(label, mode.value, None, problem, ""))
             return
         report.requests += 1
         report.by_status[response.status_code] += 1
