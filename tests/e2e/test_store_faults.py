@@ -93,7 +93,7 @@ def test_a_full_disk_loses_rows_loudly_and_the_proxy_keeps_serving(tmp_path: Pat
                             quanttrap_store_outcome=outcome)
                     for outcome in ("written", "failed", "dropped")
                 )  # fmt: skip
-                if sum(counts) >= sent:
+                if counts[0] + counts[1] + counts[2] >= sent:
                     break
                 time.sleep(0.2)
             written, failed, dropped = counts
@@ -104,8 +104,11 @@ def test_a_full_disk_loses_rows_loudly_and_the_proxy_keeps_serving(tmp_path: Pat
             rows = int(conn.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0])
         assert rows < sent  # the disk did refuse some
         print(f"sent {sent}, stored {rows}, written {written}, failed {failed}, dropped {dropped}")
-        assert written + failed + dropped == sent, (written, failed, dropped, sent)
-        assert written == rows
+        # Every graded request missing from the file was counted as failed (or dropped), at
+        # least once: with the journal a row can fail twice (its journal write, then the
+        # grading pass's upsert), so the counts are attempts, not distinct evaluations.
+        assert failed + dropped >= sent - rows, (written, failed, dropped, sent, rows)
+        assert written >= rows
     finally:
         proxy.stop()
         upstream.stop()
