@@ -61,6 +61,8 @@ class FuzzFailure:
     status: int | None
     problem: str
     body: str
+    request: str = ""
+    """The request body sent (cut to 300 characters), to reproduce it."""
 
 
 @dataclass
@@ -227,9 +229,11 @@ def _run(
         keyed = api_key is None or key == api_key
         problem = _check(case, response, keyed)
         if problem is not None:
+            sent = repr(case.body)[:300]
             report.failures.append(
-                FuzzFailure(label, mode.value, response.status_code, problem, response.text[:300])
-            )
+                FuzzFailure(label, mode.value, response.status_code, problem,
+                            response.text[:300], sent)
+            )  # fmt: skip
 
     # Negative mode of an operation with no inputs: nothing can break its schema.
     with contextlib.suppress(hypothesis.errors.Unsatisfiable):

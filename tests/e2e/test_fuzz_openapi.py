@@ -100,6 +100,23 @@ def test_embeddings_dimensions_past_any_model_are_refused(
     assert resp.json()["error"]["param"] == "dimensions"
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="embeddings 'input' of the wrong JSON type is forwarded unchecked; the upstream's "
+    "500 is taken for the variant being down: failover, then 502 upstream_unavailable",
+)
+def test_embeddings_input_of_the_wrong_type_is_a_400(upstream: Process, tmp_path: Path) -> None:
+    proxy = start_proxy(fuzz_config(upstream.url, tmp_path, protect=False), tmp_path,
+                        env={"QUANTTRAP_API_KEYS": ""})  # fmt: skip
+    try:
+        body = {"model": "demo", "input": [1.5, {"a": 1}]}
+        resp = httpx.post(proxy.url + "/v1/embeddings", json=body, timeout=60)
+    finally:
+        proxy.stop()
+    assert resp.status_code == 400, (resp.status_code, resp.text)
+    assert resp.json()["error"]["param"] == "input"
+
+
 @pytest.mark.parametrize(
     ("path", "body", "problem"),
     [
