@@ -44,6 +44,7 @@ import requests
 import schemathesis
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
+from schemathesis.core.errors import UnsupportedSchema
 
 __all__ = ["FuzzFailure", "FuzzReport", "error_shape_problem", "fuzz"]
 
@@ -72,6 +73,8 @@ class FuzzReport:
     requests: int = 0
     unsendable: int = 0
     held_back: int = 0
+    ungenerated: int = 0
+    """Draws schemathesis could not make (a ``not`` it does not support, in negative mode)."""
     seconds: float = 0.0
     by_status: Counter[int] = field(default_factory=Counter)
     by_operation: Counter[str] = field(default_factory=Counter)
@@ -90,7 +93,7 @@ class FuzzReport:
         return (
             f"{self.requests} requests in {self.seconds:.0f} s "
             f"({self.requests / max(self.seconds, 1e-9):.0f}/s), {self.unsendable} unsendable, "
-            f"{self.held_back} held back (known defect); "
+            f"{self.held_back} held back (known defect), {self.ungenerated} not generated; "
             f"statuses {statuses}; 5xx {self.server_errors}, hangs {self.hangs}, "
             f"rule breaks {len(self.failures)}"
         )
@@ -132,6 +135,17 @@ def _check(case: Any, response: requests.Response, keyed: bool) -> str | None:
     return problem
 
 
+@st.composite
+def _generated(draw: st.DrawFn, cases: st.SearchStrategy[Any], report: FuzzReport) -> Any:
+    """A case, or a rejected draw where schemathesis cannot build one (counted), so that one
+    unsupported corner of a schema does not end the operation's run."""
+    try:
+        return draw(cases)
+    except UnsupportedSchema:
+        report.ungenerated += 1
+        hypothesis.reject()
+
+
 def _known_defect(case: Any) -> bool:
     body = case.body
     return (
@@ -163,7 +177,7 @@ def fuzz(
             operation = result.ok()
             for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
                 strategy = st.tuples(
-                    operation.as_strategy(generation_mode=mode),
+                    _generated(operation.as_strategy(generation_mode=mode), report),
                     st.sampled_from(keys),
                     st.booleans(),
                 )
