@@ -29,6 +29,8 @@ behaviour at run time through ``POST /_double/config``:
                          ``reasoning``)
     reasoning_delay_ms   streams: wait between the last reasoning piece and the answer
     embedding_dim        length of the embedding vectors (default 8)
+    malformed            answer 200 with a body that is not valid JSON (streams: one good
+                         event, then a ``data:`` line that is not JSON, then the end)
 
 ``GET /_double/requests`` lists what it received (path, selected headers, body); a request
 whose last turn is a tool result is answered with the tool's result, and a request that
@@ -122,6 +124,8 @@ def _generation(
         failure = await _failure(state, api)
         if failure is not None:
             return failure
+        if state.get("malformed", False):
+            return await _malformed(request, bool(body.get("stream")))
         turn = read(body)
         plan = plan_reply(state.config, state.name, turn)
         if not body.get("stream"):
@@ -174,6 +178,20 @@ async def _failure(state: DoubleState, api: str) -> web.Response | None:
         dumps=_dumps,
         headers=state.get("response_headers", {}),
     )
+
+
+async def _malformed(request: web.Request, stream: bool) -> web.StreamResponse:
+    """The ``malformed`` fault: a 200 whose JSON is cut off, as a buggy server would send."""
+    if not stream:
+        return web.Response(
+            body=b'{"id": "cmpl-x", "choices": [{"ind', content_type="application/json"
+        )
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+    await response.prepare(request)
+    await response.write(b'data: {"id": "x", "object": "chat.completion.chunk", "choices": []}\n\n')
+    await response.write(b"data: {not json at all\n\n")
+    await response.write_eof()
+    return response
 
 
 def make_app(state: DoubleState) -> web.Application:
