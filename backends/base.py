@@ -142,6 +142,8 @@ class BackendResponse:
     info: ExecutionInfo = field(default_factory=ExecutionInfo)
     headers: tuple[tuple[bytes, bytes], ...] = ()
     """Upstream response headers the client should see (``Retry-After``, rate limits)."""
+    parsed: dict[str, Any] | None = None
+    """The body parsed as JSON, once the proxy has checked it (parsed once, read twice)."""
 
     @property
     def streaming(self) -> bool:

@@ -33,6 +33,7 @@ from backends.base import (
 )
 from backends.config import OpenAIBackendConfig
 from backends.http1 import (
+    BodyTooLarge,
     ConnectError,
     ConnectionPool,
     ConnectTimeout,
@@ -62,6 +63,8 @@ _TERMINAL_EVENTS = (
 _CLIENT_HEADERS = ("retry-after", "x-ratelimit-", "anthropic-ratelimit-", "retry-after-ms")
 """Upstream response headers passed on to the client (prefixes): agents back off by them."""
 _READY_CACHE_S = 2.0
+_MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest non-streamed answer the proxy holds (streams pass through in pieces)."""
 
 
 class OpenAIHTTPBackend:
@@ -155,7 +158,10 @@ class OpenAIHTTPBackend:
                 headers=passed,
             )
         try:
-            data = await resp.read()
+            data = await resp.read(limit=_MAX_BODY_BYTES)
+        except BodyTooLarge as exc:
+            # Held whole in memory (and parsed): a runaway answer must not take the proxy down.
+            raise BackendServerError(502, f"{self.name}: {exc}".encode()) from exc
         except HTTPError as exc:
             raise BackendTimeout(f"{self.name}: body not received: {exc}") from exc
         return BackendResponse(

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from backends.base import Backend, BackendRequest, BackendResponse
+from backends.base import Backend, BackendRequest, BackendResponse, BackendServerError
 from core.records import AttemptOutcome, RequestRecord
 from proxy.context import Attempt, RequestContext
 from proxy.errors import APIError
@@ -98,7 +98,15 @@ class AttemptPipeline:
             attempt_id=attempt.attempt_id,
             on_tokens=obs.tokens if backend.reports_tokens else None,
         )
-        return await backend.send(request)
+        response = await backend.send(request)
+        if not response.streaming and 200 <= response.status < 300:
+            # A success whose body is not a JSON object is a broken upstream, not an answer:
+            # fail this attempt before any byte went to the client, so failover can still help.
+            parsed = load_object(response.body)
+            if parsed is None:
+                raise BackendServerError(502, b"the upstream's answer is not a JSON object")
+            response.parsed = parsed
+        return response
 
     async def relay(
         self,
@@ -137,7 +145,7 @@ class AttemptPipeline:
             return Relayed(200, broke, reader, response.info.batch_size or batch)
         status = response.status
         body = response.body
-        obj = load_object(body)
+        obj = response.parsed if response.parsed is not None else load_object(body)
         if obj is not None:
             reader.add_body(obj)
         error_type: str | None = None

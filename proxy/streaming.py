@@ -70,15 +70,18 @@ async def forward_stream(
                     done = True
                     break
                 obj = loads_chunk(payload)
-                if obj is not None:
-                    acc.add_chunk(obj)
-                    if not client_wants_usage and "usage" in obj:
-                        if obj["usage"] is not None and not obj.get("choices"):
-                            continue  # the usage-only chunk this client did not ask for
-                        # Strip what the client would not have got without include_usage
-                        # (OpenAI sends "usage": null on every chunk once it is set).
-                        del obj["usage"]
-                        payload = orjson.dumps(obj)
+                if obj is None:
+                    # Not JSON: a broken upstream. End with an error, never pass it on as
+                    # if it were part of a good answer.
+                    raise BackendStreamError("the upstream sent an event that is not JSON")
+                acc.add_chunk(obj)
+                if not client_wants_usage and "usage" in obj:
+                    if obj["usage"] is not None and not obj.get("choices"):
+                        continue  # the usage-only chunk this client did not ask for
+                    # Strip what the client would not have got without include_usage
+                    # (OpenAI sends "usage": null on every chunk once it is set).
+                    del obj["usage"]
+                    payload = orjson.dumps(obj)
                 out += (b"data: ", payload, b"\n\n")
             if h is not None and acc.chunks > seen:
                 h.tokens(acc.chunks - seen)
@@ -135,9 +138,12 @@ async def forward_typed_stream(
         async for blocks in batches:
             seen = reader.chunks
             for block in blocks:
-                obj = loads_chunk(_data_of(block))
+                data = _data_of(block)
+                obj = loads_chunk(data)
                 if obj is not None:
                     reader.add_chunk(obj)
+                elif data and data != b"[DONE]":
+                    raise BackendStreamError("the upstream sent an event that is not JSON")
             if h is not None and reader.chunks > seen:
                 h.tokens(reader.chunks - seen)
             body = b"\n\n".join(blocks) + b"\n\n"

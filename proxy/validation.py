@@ -79,7 +79,36 @@ def _messages(body: dict[str, Any]) -> None:
         raise APIError(400, "max_tokens: Field required (an integer >= 1)", param="max_tokens")
 
 
+_MAX_DIMENSIONS = 16_384
+"""Far above any embedding model's width (OpenAI's largest has 3,072): a bigger ``dimensions``
+only asks the upstream for an answer large enough to exhaust memory."""
+
+
 def _embeddings(body: dict[str, Any]) -> None:
     given = body.get("input")
     if not isinstance(given, str | list) or (isinstance(given, list) and not given):
         raise APIError(400, "'input' must be a string or a non-empty array.", param="input")
+    if isinstance(given, list) and not _embedding_input(given):
+        raise APIError(
+            400,
+            "'input' must be a string, an array of strings, an array of token ids, or an "
+            "array of arrays of token ids.",
+            param="input",
+            code="invalid_type",
+        )
+    dimensions = body.get("dimensions")
+    if isinstance(dimensions, int) and _is_token(dimensions) and dimensions > _MAX_DIMENSIONS:
+        raise APIError(400, f"'dimensions' must be at most {_MAX_DIMENSIONS}, got "
+                       f"{dimensions}.", param="dimensions",
+                       code="integer_above_max_value")  # fmt: skip
+
+
+def _is_token(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _embedding_input(items: list[Any]) -> bool:
+    """OpenAI's accepted shapes: strings, token ids, or arrays of token ids."""
+    if all(isinstance(x, str) for x in items) or all(_is_token(x) for x in items):
+        return True
+    return all(isinstance(x, list) and x and all(_is_token(t) for t in x) for x in items)

@@ -15,6 +15,7 @@ No redirects, cookies, proxies, compression (no ``Accept-Encoding`` is sent) or 
 """
 
 from backends.http1.errors import (
+    BodyTooLarge,
     ConnectError,
     ConnectTimeout,
     HTTPError,
@@ -24,6 +25,7 @@ from backends.http1.errors import (
 from backends.http1.pool import ConnectionPool, Response
 
 __all__ = [
+    "BodyTooLarge",
     "ConnectError",
     "ConnectTimeout",
     "ConnectionPool",

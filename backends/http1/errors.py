@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ConnectError", "ConnectTimeout", "HTTPError", "ReadTimeout", "RemoteProtocolError"]
+__all__ = [
+    "BodyTooLarge",
+    "ConnectError",
+    "ConnectTimeout",
+    "HTTPError",
+    "ReadTimeout",
+    "RemoteProtocolError",
+]
 
 
 class HTTPError(Exception):
@@ -23,3 +30,7 @@ class ReadTimeout(HTTPError):
 
 class RemoteProtocolError(HTTPError):
     """The server closed the connection early or sent something that is not HTTP/1.1."""
+
+
+class BodyTooLarge(HTTPError):
+    """The response body went past the limit the caller set; the connection was closed."""

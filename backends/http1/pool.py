@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from urllib.parse import urlsplit
 
 from backends.http1.connection import Connection
-from backends.http1.errors import ConnectError, ConnectTimeout, RemoteProtocolError
+from backends.http1.errors import BodyTooLarge, ConnectError, ConnectTimeout, RemoteProtocolError
 
 __all__ = ["ConnectionPool", "Response"]
 
@@ -25,10 +25,16 @@ class Response:
         self.headers = conn.headers
         """Header names are lower-case; a repeated header keeps its last value."""
 
-    async def read(self) -> bytes:
-        """The whole body."""
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body; past ``limit`` bytes the connection is closed and
+        :class:`BodyTooLarge` raised (a runaway answer must not take the proxy's memory)."""
         parts = []
+        size = 0
         while chunk := await self.receive():
+            size += len(chunk)
+            if limit is not None and size > limit:
+                self.close()
+                raise BodyTooLarge(f"response body larger than {limit} bytes")
             parts.append(chunk)
         return b"".join(parts)
 

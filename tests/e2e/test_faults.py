@@ -232,25 +232,13 @@ def test_upstream_faults_with_failover(
         stack.configure("fault")
 
 
-_PLAIN_MALFORMED = pytest.mark.xfail(
-    strict=True,
-    reason="a 200 from the upstream whose JSON body is cut off is relayed to the client as a "
-    "200 with the broken body (no 502, no failover); see the report to the lead",
-)
-_STREAM_MALFORMED = pytest.mark.xfail(
-    strict=True,
-    reason="a streamed event whose data is not JSON is relayed to the client as is (no error "
-    "event, the stream ends with the upstream's end); see the report to the lead",
-)
-
-
 @pytest.mark.parametrize(
     ("model", "stream"),
     [
-        pytest.param("faulty", False, marks=_PLAIN_MALFORMED),
-        pytest.param("faulty", True, marks=_STREAM_MALFORMED),
-        pytest.param("faulty-alone", False, marks=_PLAIN_MALFORMED),
-        pytest.param("faulty-alone", True, marks=_STREAM_MALFORMED),
+        pytest.param("faulty", False),
+        pytest.param("faulty", True),
+        pytest.param("faulty-alone", False),
+        pytest.param("faulty-alone", True),
     ],
     ids=["failover-plain", "failover-stream", "alone-plain", "alone-stream"],
 )

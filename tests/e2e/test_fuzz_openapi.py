@@ -80,12 +80,6 @@ def test_fuzzing_every_route_finds_no_5xx_hang_or_bad_error(
         assert report.by_status[401] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="embeddings 'dimensions' is bounded only to int32 and forwarded; the proxy holds "
-    "a non-streamed answer whole (~9x its size in memory): 2 inputs at 9,772,076 dimensions "
-    "took it to 1.6 GB; 19 inputs (found by fuzzing) dropped the connection. See the report",
-)
 def test_embeddings_dimensions_past_any_model_are_refused(
     upstream: Process, tmp_path: Path
 ) -> None:
@@ -100,11 +94,6 @@ def test_embeddings_dimensions_past_any_model_are_refused(
     assert resp.json()["error"]["param"] == "dimensions"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="embeddings 'input' of the wrong JSON type is forwarded unchecked; the upstream's "
-    "500 is taken for the variant being down: failover, then 502 upstream_unavailable",
-)
 def test_embeddings_input_of_the_wrong_type_is_a_400(upstream: Process, tmp_path: Path) -> None:
     proxy = start_proxy(fuzz_config(upstream.url, tmp_path, protect=False), tmp_path,
                         env={"QUANTTRAP_API_KEYS": ""})  # fmt: skip
