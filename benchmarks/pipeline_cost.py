@@ -14,20 +14,22 @@ CPU time is the proxy process's user+system time from ``/proc/PID/stat``. Report
 over rounds for each revision and the ratio working tree / baseline (target: within +10%).
 
 Needs Debian's ``wrk`` and ``nginx-light``. Run:
-``.venv/bin/python benchmarks/pipeline_cost.py --baseline 343b139 [--rounds 3] [--duration 5]``
+``.venv/bin/python benchmarks/pipeline_cost.py --baseline 343b139 [--current REV] [--rounds 3]
+[--duration 5]`` (without ``--current``, the working tree is measured).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +82,7 @@ def _serve(source: Path, config: Path, log: Path) -> subprocess.Popen[bytes]:
 @contextmanager
 def _worktree(rev: str) -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "baseline"
+        path = Path(d) / "checkout"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(path),
                         rev], check=True)  # fmt: skip
         try:
@@ -115,16 +117,39 @@ def _round(procs: dict[str, dict[str, Any]], duration: float, tmp: Path) -> dict
     return out
 
 
+def median_interval(values: list[float], level: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median of ``values`` (sorted): the order statistics
+    whose binomial(n, 1/2) coverage is at least ``level``; the whole range when n is too small.
+
+    Rounds on a shared 2-core VM vary by tens of percent (other tenants, cache, frequency), so
+    one ratio of medians says little without it.
+    """
+    n = len(values)
+    cdf = 0.0
+    for k in range(n // 2 + 1):
+        # X ~ Binomial(n, 1/2): the interval [x_(k+1), x_(n-k)] (1-based) misses the median
+        # with probability 2 * P(X <= k); the first k where that exceeds 1 - level is one
+        # too far, so the interval is [x_(k), x_(n-k+1)].
+        cdf += math.comb(n, k) / 2**n
+        if 2 * cdf > 1 - level:
+            return values[max(k - 1, 0)], values[min(n - k, n - 1)]
+    return values[0], values[-1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawTextHelpFormatter)  # fmt: skip
     parser.add_argument("--baseline", required=True, help="git revision to compare against")
+    parser.add_argument("--current", help="git revision to measure instead of the working tree")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args()
     rounds: list[dict[str, Any]] = []
-    with _worktree(args.baseline) as baseline, tempfile.TemporaryDirectory() as d:
+    with ExitStack() as stack:
+        baseline = stack.enter_context(_worktree(args.baseline))
+        current = stack.enter_context(_worktree(args.current)) if args.current else ROOT
+        d = stack.enter_context(tempfile.TemporaryDirectory())
         tmp = Path(d)
         up_port = _two_free_ports()
         upstream_nginx = _start_nginx(tmp, "upstream", 1, _canned_upstream(up_port, tmp))
@@ -136,7 +161,7 @@ def main() -> int:
         subprocess.run(["taskset", "-p", "-c", "1", str(paced.proc.pid)], check=True,
                        capture_output=True)  # fmt: skip
         procs: dict[str, dict[str, Any]] = {}
-        for name, source in (("baseline", baseline), ("current", ROOT)):
+        for name, source in (("baseline", baseline), ("current", current)):
             procs[name] = {}
             for kind, url in (("plain", upstream + "/v1"), ("stream", upstream + "/s/v1"),
                               ("paced", paced.url + "/v1")):  # fmt: skip
@@ -156,14 +181,21 @@ def main() -> int:
             paced.stop()
             upstream_nginx.terminate()
             upstream_nginx.wait(timeout=10)
-    summary: dict[str, Any] = {"baseline_rev": args.baseline, "rounds": rounds}
-    print(f"\n{'median of ' + str(args.rounds) + ' rounds':32}{'baseline':>12}{'current':>12}"
-          f"{'ratio':>9}   target")  # fmt: skip
+    current_rev = args.current or "working tree"
+    summary: dict[str, Any] = {"baseline_rev": args.baseline, "current_rev": current_rev,
+                               "rounds": rounds}  # fmt: skip
+    print(f"\n{'median of ' + str(args.rounds) + ' rounds':28}{'baseline':>10}{'current':>10}"
+          f"{'ratio':>8}   {'round ratios: median [95% CI]':>30}   target")  # fmt: skip
     for key in rounds[0]["baseline"]:
         b = statistics.median(r["baseline"][key] for r in rounds)
         c = statistics.median(r["current"][key] for r in rounds)
-        summary[key] = {"baseline": b, "current": c, "ratio": c / b}
-        print(f"{key:32}{b:12.2f}{c:12.2f}{c / b:9.3f}   <= 1.10")
+        per_round = sorted(r["current"][key] / r["baseline"][key] for r in rounds)
+        low, high = median_interval(per_round)
+        mid = statistics.median(per_round)
+        summary[key] = {"baseline": b, "current": c, "ratio": c / b,
+                        "round_ratio_median": mid, "round_ratio_ci95": [low, high]}  # fmt: skip
+        print(f"{key:28}{b:10.2f}{c:10.2f}{c / b:8.3f}   {mid:12.3f} [{low:.3f}, {high:.3f}]"
+              f"      <= 1.10")  # fmt: skip
     if args.json:
         Path(args.json).write_text(json.dumps(summary, indent=2))
     return 0

@@ -7,18 +7,12 @@ One run, then ``kill -9`` and a restart; the tests read its result.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-import proxy.pipeline
 from benchmarks.soak import SoakResult, parser, run_soak
-
-# The pipeline awaits the evaluation journal before the last byte (main since the
-# one-pipeline merge); on a tree without it, kill -9 loses the last records.
-_JOURNAL_WIRED = "journal" in inspect.getsource(proxy.pipeline)
 
 pytestmark = pytest.mark.slow
 
@@ -49,13 +43,6 @@ def test_every_graded_evaluation_is_in_the_store(soak: SoakResult) -> None:
     assert soak.tagged_stored == soak.tagged_sent
 
 
-@pytest.mark.xfail(
-    not _JOURNAL_WIRED,
-    strict=True,
-    reason="the request pipeline does not await ScoringRuntime.journal() before the last "
-    "byte yet (the lead wires it; see docs/reliability.md): records answered just before "
-    "kill -9 are lost",
-)
 def test_kill_9_and_restart_lose_no_graded_evaluation(soak: SoakResult) -> None:
     assert soak.kill_sent == 30
     assert soak.kill_stored == soak.kill_sent
