@@ -46,39 +46,7 @@ from backends.base import BackendRequest  # noqa: E402
 from backends.config import EngineBackendConfig  # noqa: E402
 from backends.engine import EngineBackend  # noqa: E402
 from backends.probe import probe_model_path  # noqa: E402
-
-# Published config.json shapes (huggingface.co/Qwen/Qwen3-0.6B, mistralai/Mistral-7B-v0.1).
-SHAPES: dict[str, dict[str, Any]] = {
-    "qwen3-0.6b": {
-        "model_type": "qwen3",
-        "vocab_size": 151936,
-        "hidden_size": 1024,
-        "intermediate_size": 3072,
-        "num_hidden_layers": 28,
-        "num_attention_heads": 16,
-        "num_key_value_heads": 8,
-        "head_dim": 128,
-        "max_position_embeddings": 40960,
-        "rms_norm_eps": 1e-6,
-        "rope_theta": 1000000.0,
-        "tie_word_embeddings": True,
-        "attention_bias": False,
-    },
-    "mistral-7b": {
-        "model_type": "mistral",
-        "vocab_size": 32000,
-        "hidden_size": 4096,
-        "intermediate_size": 14336,
-        "num_hidden_layers": 32,
-        "num_attention_heads": 32,
-        "num_key_value_heads": 8,
-        "max_position_embeddings": 32768,
-        "rms_norm_eps": 1e-5,
-        "rope_theta": 10000.0,
-        "sliding_window": 4096,
-        "tie_word_embeddings": False,
-    },
-}
+from bench.models import SHAPES  # noqa: E402  (the published shapes, one copy)
 
 
 def _build_random(name: str, scratch: Path) -> str:
