@@ -217,8 +217,17 @@ class EnergyAttributor:
             ticket.resolve(_UNMEASURED)
         return ticket
 
-    def sample(self, readings: Sequence[GpuReading]) -> IntervalReport:
-        """Close the current interval with these readings and book its energy."""
+    def sample(
+        self,
+        readings: Sequence[GpuReading],
+        on_booked: Callable[[IntervalReport], None] | None = None,
+    ) -> IntervalReport:
+        """Close the current interval with these readings and book its energy.
+
+        ``on_booked(report)`` runs after booking and *before* the finished requests' tickets
+        resolve, so the exported counters already hold every joule a finished request's
+        record reports (a scrape never sees a request's energy ahead of the totals).
+        """
         snapshot: dict[str, list[_Slot]] = {}
         finished: list[_Slot] = []
         with self._lock:
@@ -264,16 +273,21 @@ class EnergyAttributor:
                 attributed[s.group] += share
                 if reading is not None and reading.method == "nvml_power":
                     s.power = True
-        for s in finished:
-            assert s.ticket is not None
-            s.ticket.resolve(_share_of(s))
-        return IntervalReport(
+        report = IntervalReport(
             measured_mj=measured,
             attributed_mj=attributed,
             idle_mj=idle,
             methods={g: self._group_method(g) for g in self._group_gpus},
             unmeasured_gpus=tuple(unmeasured),
         )
+        try:
+            if on_booked is not None:
+                on_booked(report)
+        finally:  # a failing consumer must not leave finished requests waiting forever
+            for s in finished:
+                assert s.ticket is not None
+                s.ticket.resolve(_share_of(s))
+        return report
 
     def _group_method(self, group: str) -> MeasuredMethod:
         methods = {self._gpu_method.get(u) for u in self._group_gpus[group]}

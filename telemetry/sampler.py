@@ -3,8 +3,9 @@
 Reads block for milliseconds, so they never run on the event loop. Each tick reads every
 GPU once, closes the attribution interval (:meth:`EnergyAttributor.sample`) and hands the
 readings and the interval's bookings to ``on_sample`` (which updates the gauges and
-counters). A failed read is counted and logged by the :class:`ErrorReporter`; the thread
-keeps going. The schedule is fixed-rate: a slow read delays one tick, not all later ones.
+counters) before the finished requests' shares resolve, so the counters never lag a
+record. A failed read is counted and logged by the :class:`ErrorReporter`; the thread keeps
+going. The schedule is fixed-rate: a slow read delays one tick, not all later ones.
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ class EnergySampler:
             except Exception as exc:
                 self._reporter.report("energy_source", exc)
                 readings = ()
+            on_sample = self._on_sample
             try:
-                report = self._attributor.sample(readings)
+                self._attributor.sample(
+                    readings,
+                    None if on_sample is None else lambda report: on_sample(readings, report),
+                )
                 self.latest = readings
                 self.ticks += 1
-                if self._on_sample is not None:
-                    self._on_sample(readings, report)
             except Exception as exc:
                 self._reporter.report("sampler", exc)
 

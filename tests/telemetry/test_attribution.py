@@ -248,3 +248,34 @@ async def test_ticket_wait_is_woken_from_another_thread() -> None:
     late = EnergyTicket()
     assert await late.wait(timeout=0.01) is None
     await asyncio.sleep(0)
+
+
+def test_consumer_sees_the_bookings_before_finished_requests_resolve() -> None:
+    # The exported counters are updated in ``on_booked``: a request's record must never
+    # report joules the totals do not hold yet (a CI run once caught the record ahead).
+    c = Counters(G0)
+    a = EnergyAttributor({"v": [G0]})
+    a.sample(c.read())
+    a.request_started("x", "v")
+    ticket = a.request_finished("x")
+    c.add(G0, 200.0)
+    seen: list[bool] = []
+    a.sample(c.read(), lambda report: seen.append(ticket.done()))
+    assert seen == [False]
+    assert joules(ticket) == pytest.approx(0.2)
+
+
+def test_a_failing_consumer_still_resolves_finished_requests() -> None:
+    c = Counters(G0)
+    a = EnergyAttributor({"v": [G0]})
+    a.sample(c.read())
+    a.request_started("x", "v")
+    ticket = a.request_finished("x")
+    c.add(G0, 200.0)
+
+    def broken(report: object) -> None:
+        raise RuntimeError("exporter bug")
+
+    with pytest.raises(RuntimeError):
+        a.sample(c.read(), broken)
+    assert joules(ticket) == pytest.approx(0.2)

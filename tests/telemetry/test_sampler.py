@@ -47,6 +47,31 @@ def test_thread_samples_periodically_and_stop_resolves_finished_requests() -> No
     assert booked == pytest.approx(measured)
 
 
+def test_counters_are_updated_before_a_finished_request_resolves() -> None:
+    source = FakeEnergySource(power_w=50.0)
+    source.open()
+    attributor = EnergyAttributor({"v": source.gpus})
+    booked_mj = 0.0
+    seen_at_resolve: list[float] = []
+
+    def on_sample(readings: object, report: IntervalReport) -> None:
+        nonlocal booked_mj
+        booked_mj += report.attributed_mj["v"]
+
+    sampler = EnergySampler(
+        source, attributor, interval_s=3600, reporter=ErrorReporter(), on_sample=on_sample
+    )
+    sampler.tick()
+    attributor.request_started("r", "v")
+    time.sleep(0.02)
+    ticket = attributor.request_finished("r")
+    ticket.add_done_callback(lambda share: seen_at_resolve.append(booked_mj))
+    sampler.tick()
+    share = ticket.result()
+    assert share is not None and share.energy_j is not None and share.energy_j > 0
+    assert seen_at_resolve == [pytest.approx(share.energy_j * 1000)]
+
+
 def test_read_failures_are_counted_and_the_thread_keeps_going() -> None:
     counted: list[str] = []
     source = FakeEnergySource()
