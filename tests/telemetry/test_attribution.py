@@ -250,15 +250,21 @@ async def test_ticket_wait_is_woken_from_another_thread() -> None:
     await asyncio.sleep(0)
 
 
-def test_consumer_sees_the_bookings_before_finished_requests_resolve() -> None:
-    # The exported counters are updated in ``on_booked``: a request's record must never
-    # report joules the totals do not hold yet (a CI run once caught the record ahead).
+def _one_finished_request() -> tuple[EnergyAttributor, Counters, EnergyTicket]:
+    """A request that finished in an interval of 200 mJ not yet sampled."""
     c = Counters(G0)
     a = EnergyAttributor({"v": [G0]})
     a.sample(c.read())
     a.request_started("x", "v")
     ticket = a.request_finished("x")
     c.add(G0, 200.0)
+    return a, c, ticket
+
+
+def test_consumer_sees_the_bookings_before_finished_requests_resolve() -> None:
+    # The exported counters are updated in ``on_booked``: a request's record must never
+    # report joules the totals do not hold yet (a CI run once caught the record ahead).
+    a, c, ticket = _one_finished_request()
     seen: list[bool] = []
     a.sample(c.read(), lambda report: seen.append(ticket.done()))
     assert seen == [False]
@@ -266,12 +272,7 @@ def test_consumer_sees_the_bookings_before_finished_requests_resolve() -> None:
 
 
 def test_a_failing_consumer_still_resolves_finished_requests() -> None:
-    c = Counters(G0)
-    a = EnergyAttributor({"v": [G0]})
-    a.sample(c.read())
-    a.request_started("x", "v")
-    ticket = a.request_finished("x")
-    c.add(G0, 200.0)
+    a, c, ticket = _one_finished_request()
 
     def broken(report: object) -> None:
         raise RuntimeError("exporter bug")
